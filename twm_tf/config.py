@@ -1,0 +1,330 @@
+"""Every TWM hyperparameter in one frozen dataclass, its presets and its command-line overrides.
+
+Defaults are the paper's (Robine et al. 2023; numbers in SPEC.md). A run is configured as
+
+    config = config_lib.from_flags()   # --preset=debug --config.seq_len=8 ...
+
+and `--config.<field>=<value>` exists for every field below. Tuples are given comma-separated
+(`--config.encoder_channels=8,16,32,64`), tau as a float or `inf` (uniform replay sampling).
+"""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+from absl import flags
+
+
+def _field(default: Any, help_text: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """TWM hyperparameters; see each field's help (also `launch/train.py --helpfull`)."""
+
+    # Environment (Atari 100k protocol).
+    game: str = _field("Pong", "Atari game, one of the 26 Atari 100k games (envs/atari.py).")
+    frame_size: int = _field(64, "Height and width of the grayscale frames.")
+    frame_stack: int = _field(4, "Frames per observation.")
+    frame_skip: int = _field(4, "Emulator frames per agent step (max over the last 2).")
+    noop_max: int = _field(30, "Training resets take 1..noop_max random no-ops (0 disables).")
+    max_episode_steps: int = _field(27_000, "Time limit in agent steps (truncation).")
+    num_envs: int = _field(1, "Parallel environments for collection.")
+
+    # Budget and schedule.
+    env_steps: int = _field(100_000, "Agent steps per run, prefill included.")
+    prefill_steps: int = _field(5_000, "Initial uniformly random steps.")
+    env_steps_per_train_step: float = _field(0.76, "Env steps per train step in the main loop.")
+    pretrain_samples: float = _field(5e7, "Pretraining budget on prefill data, in batch elements.")
+    pretrain_obs_fraction: float = _field(0.6, "Share of pretrain_samples for the VAE.")
+    pretrain_dyn_fraction: float = _field(0.3, "Share of pretrain_samples for the dynamics model.")
+    pretrain_ac_fraction: float = _field(0.1, "Share of pretrain_samples for the actor-critic.")
+    pretrain_obs_batch: int = _field(1_600, "Single-frame batch of VAE pretraining.")
+
+    # Observation model (VAE).
+    latent_vars: int = _field(32, "Categorical variables in z.")
+    latent_classes: int = _field(32, "Classes per categorical variable.")
+    encoder_channels: tuple[int, ...] = _field((48, 96, 192, 384), "Encoder conv channels.")
+    encoder_hidden: tuple[int, ...] = _field((512, 512), "Encoder dense widths after flatten.")
+    decoder_hidden: int = _field(768, "Decoder dense width before the transposed convs.")
+    decoder_channels: tuple[int, ...] = _field((192, 96, 48), "Decoder transposed-conv channels.")
+
+    # Dynamics model (Transformer-XL).
+    dyn_layers: int = _field(10, "Transformer-XL layers.")
+    dyn_width: int = _field(256, "Model width.")
+    dyn_heads: int = _field(4, "Attention heads (head size = dyn_width / dyn_heads).")
+    dyn_ffn: int = _field(1_024, "Feed-forward width.")
+    dyn_dropout: float = _field(0.1, "Dropout in attention, position encodings, ffn and heads.")
+    memory_steps: int = _field(16, "Past env steps kept in the recurrence memory.")
+    latent_head: tuple[int, ...] = _field((512,) * 4, "Hidden widths of the next-latent head.")
+    scalar_head: tuple[int, ...] = _field((256,) * 4, "Hidden widths of reward/discount heads.")
+    reward_input: bool = _field(True, "Feed reward tokens (False = 'no reward input' ablation).")
+
+    # World-model training.
+    wm_batch: int = _field(100, "N: sequences per world-model batch.")
+    seq_len: int = _field(16, "l: steps per sequence (plus one context step).")
+    replay_tau: float = _field(20.0, "Balanced-sampling temperature; inf = uniform.")
+    alpha1: float = _field(5.0, "Weight of the thresholded latent-entropy regularizer.")
+    entropy_threshold_z: float = _field(0.1, "Gamma_z: normalized latent-entropy threshold.")
+    alpha2: float = _field(0.01, "Weight of the consistency cross-entropy.")
+    beta1: float = _field(10.0, "Weight of the reward NLL.")
+    beta2: float = _field(50.0, "Weight of the discount NLL.")
+    obs_lr: float = _field(1e-4, "VAE Adam learning rate.")
+    dyn_lr: float = _field(1e-4, "Dynamics Adam learning rate.")
+    wm_clip: float = _field(100.0, "Global-norm gradient clip of both world-model optimizers.")
+
+    # Actor-critic and imagination.
+    ac_hidden: tuple[int, ...] = _field((512,) * 4, "Hidden widths of actor and critic.")
+    imag_starts: int = _field(400, "M: imagination starts per batch.")
+    horizon: int = _field(15, "H: imagined steps per rollout.")
+    restart_threshold: float = _field(0.1, "Restart a rollout when its discount product falls below.")
+    gamma: float = _field(0.99, "Discount factor.")
+    lam: float = _field(0.95, "GAE lambda.")
+    entropy_coef: float = _field(0.01, "eta: weight of the thresholded policy-entropy loss.")
+    entropy_threshold: float = _field(0.1, "Gamma: normalized policy-entropy threshold.")
+    actor_lr: float = _field(1e-4, "Actor Adam learning rate.")
+    critic_lr: float = _field(1e-5, "Critic Adam learning rate.")
+    ac_clip: float = _field(1.0, "Global-norm gradient clip of actor and critic.")
+
+    # Shared optimizer settings.
+    adam_eps: float = _field(1e-5, "Adam epsilon of every optimizer.")
+    weight_decay: float = _field(1e-6, "Decoupled weight decay of every optimizer.")
+
+    # Evaluation, logging, runtime.
+    eval_every: int = _field(5_000, "Env steps between intermediate evaluations (0 = none).")
+    eval_episodes_interim: int = _field(10, "Episodes per intermediate evaluation.")
+    eval_episodes: int = _field(100, "Episodes of the final evaluation.")
+    checkpoint_every: int = _field(5_000, "Env steps between checkpoints.")
+    log_every: int = _field(500, "Env steps between TensorBoard summaries.")
+    seed: int = _field(0, "Seed of every random number generator.")
+    jit_compile: bool = _field(False, "XLA-compile the train steps (measure: oneDNN wins on CPU).")
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.latent_vars * self.latent_classes
+
+    def replace(self, **changes) -> "Config":
+        """Returns a copy with `changes` applied; unknown names raise a ValueError."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
+
+    def save(self, directory: str) -> str:
+        """Writes the resolved config to `directory`/config.json and returns the path."""
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "config.json")
+        with open(path + ".tmp", "w") as f:
+            f.write(self.to_json())
+        os.replace(path + ".tmp", path)
+        return path
+
+
+def _fail(field: str, expected: str, value: Any) -> None:
+    raise ValueError(f"config.{field} must be {expected}, got {value!r}")
+
+
+def validate(config: Config) -> None:
+    """Checks types and ranges; raises ValueError naming the first bad field."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind = type(f.default)
+        if kind is bool:
+            if not isinstance(value, bool):
+                _fail(f.name, "a bool", value)
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                _fail(f.name, "an int", value)
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _fail(f.name, "a number", value)
+        elif kind is tuple:
+            if not isinstance(value, tuple) or not value:
+                _fail(f.name, "a non-empty tuple of positive ints", value)
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+                _fail(f.name, "a non-empty tuple of positive ints", value)
+        elif kind is str and not isinstance(value, str):
+            _fail(f.name, "a string", value)
+        if kind in (int, float) and not isinstance(value, bool):
+            if not math.isfinite(value) and f.name != "replay_tau":
+                _fail(f.name, "finite", value)
+
+    positive = (
+        "frame_size frame_stack frame_skip max_episode_steps num_envs env_steps latent_vars "
+        "latent_classes decoder_hidden dyn_layers dyn_width dyn_heads dyn_ffn memory_steps "
+        "wm_batch seq_len imag_starts horizon obs_lr dyn_lr actor_lr critic_lr adam_eps wm_clip "
+        "ac_clip env_steps_per_train_step pretrain_obs_batch eval_episodes checkpoint_every "
+        "log_every"
+    ).split()
+    for name in positive:
+        if getattr(config, name) <= 0:
+            _fail(name, "> 0", getattr(config, name))
+    non_negative = (
+        "noop_max prefill_steps pretrain_samples alpha1 alpha2 beta1 beta2 entropy_coef "
+        "weight_decay eval_every eval_episodes_interim"
+    ).split()
+    for name in non_negative:
+        if getattr(config, name) < 0:
+            _fail(name, ">= 0", getattr(config, name))
+    unit = (
+        "dyn_dropout entropy_threshold entropy_threshold_z gamma lam restart_threshold "
+        "pretrain_obs_fraction pretrain_dyn_fraction pretrain_ac_fraction"
+    ).split()
+    for name in unit:
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            _fail(name, "in [0, 1]", getattr(config, name))
+    if config.dyn_dropout >= 1.0:
+        _fail("dyn_dropout", "< 1", config.dyn_dropout)
+    if not config.replay_tau > 0:
+        _fail("replay_tau", "> 0 (inf for uniform sampling)", config.replay_tau)
+    if config.dyn_width % config.dyn_heads:
+        _fail("dyn_heads", f"a divisor of dyn_width={config.dyn_width}", config.dyn_heads)
+    if config.prefill_steps > config.env_steps:
+        _fail("prefill_steps", f"<= env_steps={config.env_steps}", config.prefill_steps)
+    fractions = (
+        config.pretrain_obs_fraction + config.pretrain_dyn_fraction + config.pretrain_ac_fraction
+    )
+    if fractions > 1.0 + 1e-9:
+        _fail("pretrain_*_fraction", "shares summing to <= 1", round(fractions, 6))
+    if config.frame_size != 64:
+        _fail("frame_size", "64 (the conv stacks are built for 64x64 frames)", config.frame_size)
+    if len(config.decoder_channels) != 3:
+        _fail("decoder_channels", "3 channel counts (the 4th is frame_stack)", config.decoder_channels)
+    if len(config.encoder_channels) != 4:
+        _fail("encoder_channels", "4 channel counts", config.encoder_channels)
+    if config.imag_starts > config.wm_batch * config.seq_len:
+        _fail(
+            "imag_starts",
+            f"<= wm_batch * seq_len = {config.wm_batch * config.seq_len}",
+            config.imag_starts,
+        )
+
+
+def atari100k(**overrides) -> Config:
+    """The paper's configuration."""
+    return Config(**overrides)
+
+
+def debug(**overrides) -> Config:
+    """A tiny model and budget: the whole loop runs end to end in seconds on a CPU."""
+    settings = dict(
+        encoder_channels=(4, 8, 8, 16),
+        encoder_hidden=(32,),
+        decoder_hidden=32,
+        decoder_channels=(16, 8, 4),
+        latent_vars=4,
+        latent_classes=4,
+        dyn_layers=2,
+        dyn_width=32,
+        dyn_heads=2,
+        dyn_ffn=64,
+        memory_steps=4,
+        latent_head=(32,),
+        scalar_head=(32,),
+        wm_batch=4,
+        seq_len=4,
+        ac_hidden=(32,),
+        imag_starts=8,
+        horizon=4,
+        env_steps=300,
+        prefill_steps=100,
+        env_steps_per_train_step=4.0,
+        pretrain_samples=2_000,
+        pretrain_obs_batch=16,
+        noop_max=5,
+        max_episode_steps=200,
+        eval_every=0,
+        eval_episodes=2,
+        checkpoint_every=100,
+        log_every=50,
+    )
+    settings.update(overrides)
+    return Config(**settings)
+
+
+PRESETS = {"atari100k": atari100k, "debug": debug}
+
+
+def preset(name: str, **overrides) -> Config:
+    """Returns preset `name` with `overrides` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name](**overrides)
+
+
+# Command line: --preset plus one --config.<field> flag per field, parsed by absl.
+
+_FIELD_FLAGS = "config."
+
+
+def _parse_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+class _TupleParser(flags.ArgumentParser):
+    def parse(self, argument):
+        if isinstance(argument, tuple):
+            return argument
+        try:
+            return _parse_tuple(argument)
+        except ValueError:
+            raise ValueError(f"expected comma-separated ints, got {argument!r}") from None
+
+    def flag_type(self):
+        return "comma-separated ints"
+
+
+class _FloatParser(flags.ArgumentParser):
+    """Accepts 'inf' (for replay_tau) besides plain floats."""
+
+    def parse(self, argument):
+        try:
+            return float(argument)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {argument!r}") from None
+
+    def flag_type(self):
+        return "float"
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines --preset and --config.<field> for every Config field (defaults: the preset's)."""
+    flags.DEFINE_enum(
+        "preset", "atari100k", sorted(PRESETS), "Named configuration.", flag_values=flag_values
+    )
+    for f in dataclasses.fields(Config):
+        name = _FIELD_FLAGS + f.name
+        help_text = f.metadata["help"] + f" (paper: {f.default})"
+        kind = type(f.default)
+        if kind is bool:
+            flags.DEFINE_bool(name, None, help_text, flag_values=flag_values)
+        elif kind is int:
+            flags.DEFINE_integer(name, None, help_text, flag_values=flag_values)
+        elif kind is float:
+            flags.DEFINE(_FloatParser(), name, None, help_text, flag_values=flag_values)
+        elif kind is tuple:
+            flags.DEFINE(_TupleParser(), name, None, help_text, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
+
+
+def from_flags(flag_values: flags.FlagValues = flags.FLAGS, **overrides) -> Config:
+    """Builds the config of --preset with every --config.<field> given on the command line.
+
+    `overrides` (e.g. game=, seed= from a launcher's own flags) apply before the --config ones.
+    """
+    changes = dict(overrides)
+    for f in dataclasses.fields(Config):
+        value = flag_values[_FIELD_FLAGS + f.name].value
+        if value is not None:
+            changes[f.name] = value
+    return preset(flag_values.preset, **changes)

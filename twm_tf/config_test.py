@@ -1,0 +1,100 @@
+"""Tests for the config dataclass, presets, validation and --config.<field> overrides."""
+
+import math
+
+from absl import flags
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from twm_tf import config as config_lib
+
+
+def _parse(*argv: str) -> config_lib.Config:
+    flag_values = flags.FlagValues()
+    config_lib.define_flags(flag_values)
+    flag_values(["prog", *argv])
+    return config_lib.from_flags(flag_values)
+
+
+class ConfigTest(parameterized.TestCase):
+    def test_paper_defaults(self):
+        config = config_lib.preset("atari100k")
+        self.assertEqual((config.wm_batch, config.seq_len), (100, 16))
+        self.assertEqual((config.imag_starts, config.horizon), (400, 15))
+        self.assertEqual(config.latent_dim, 1024)
+        self.assertEqual((config.alpha1, config.alpha2, config.beta1, config.beta2), (5, 0.01, 10, 50))
+        self.assertEqual(config.replay_tau, 20.0)
+        # 95k main-loop env steps at one train step per 0.76 env steps = 125k train steps.
+        main_steps = config.env_steps - config.prefill_steps
+        self.assertEqual(round(main_steps / config.env_steps_per_train_step), 125_000)
+
+    def test_frozen(self):
+        config = config_lib.preset("debug")
+        with self.assertRaises(AttributeError):
+            config.seed = 3
+
+    def test_overrides_from_command_line(self):
+        config = _parse(
+            "--preset=debug",
+            "--config.seq_len=7",
+            "--config.replay_tau=inf",
+            "--config.encoder_channels=2,4,6,8",
+            "--config.reward_input=false",
+            "--config.game=Breakout",
+        )
+        self.assertEqual(config.seq_len, 7)
+        self.assertTrue(math.isinf(config.replay_tau))
+        self.assertEqual(config.encoder_channels, (2, 4, 6, 8))
+        self.assertFalse(config.reward_input)
+        self.assertEqual(config.game, "Breakout")
+        # Untouched fields keep the preset's values.
+        self.assertEqual(config.dyn_width, config_lib.debug().dyn_width)
+
+    def test_unknown_flag_is_rejected(self):
+        with self.assertRaisesRegex(flags.Error, "config.no_such_field"):
+            _parse("--config.no_such_field=1")
+
+    def test_wrong_type_names_flag(self):
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "config.seq_len"):
+            _parse("--config.seq_len=abc")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "config.encoder_channels"):
+            _parse("--config.encoder_channels=4,x")
+
+    def test_unknown_preset(self):
+        with self.assertRaisesRegex(ValueError, "--preset must be one of"):
+            config_lib.preset("huge")
+
+    def test_replace_rejects_unknown_field(self):
+        with self.assertRaisesRegex(ValueError, "unknown config field"):
+            config_lib.debug().replace(batchsize=3)
+
+    @parameterized.parameters(
+        ("seq_len", 0, "config.seq_len must be > 0"),
+        ("wm_batch", -1, "config.wm_batch must be > 0"),
+        ("replay_tau", 0.0, "config.replay_tau must be > 0"),
+        ("replay_tau", -3.0, "config.replay_tau must be > 0"),
+        ("entropy_threshold", 1.5, r"config.entropy_threshold must be in \[0, 1\]"),
+        ("entropy_threshold", -0.1, r"config.entropy_threshold must be in \[0, 1\]"),
+        ("gamma", 1.01, r"config.gamma must be in \[0, 1\]"),
+        ("seq_len", 2.5, "config.seq_len must be an int"),
+        ("reward_input", 1, "config.reward_input must be a bool"),
+        ("encoder_channels", (4, 0, 8, 8), "config.encoder_channels must be a non-empty tuple"),
+        ("dyn_heads", 3, "config.dyn_heads must be a divisor of dyn_width"),
+        ("prefill_steps", 10**6, "config.prefill_steps must be <= env_steps"),
+        ("obs_lr", float("nan"), "config.obs_lr must be finite"),
+        ("imag_starts", 10**6, "config.imag_starts must be <= wm_batch"),
+        ("frame_size", 84, "config.frame_size must be 64"),
+    )
+    def test_validation_names_field(self, field, value, message):
+        with self.assertRaisesRegex(ValueError, message):
+            config_lib.debug(**{field: value})
+
+    def test_save_writes_resolved_config(self):
+        directory = self.create_tempdir().full_path
+        path = config_lib.debug(seed=5).save(directory)
+        with open(path) as f:
+            self.assertIn('"seed": 5', f.read())
+
+
+if __name__ == "__main__":
+    absltest.main()

@@ -1,0 +1,52 @@
+"""Loads the recorded Atari sequences in testdata/ (written by testdata/record.py).
+
+Each file `testdata/<game>.npz` holds one training-mode recording of T agent steps:
+
+    frames      [T, 64, 64] uint8  newest frame of observation o_i (stacks are rebuilt from these)
+    actions     [T] int32          a_i, taken at o_i
+    rewards     [T] float32        raw game reward r_i for (o_i, a_i)
+    terminated  [T] bool           the transition ended a life or the game (discount target 0)
+    truncated   [T] bool           the time limit ended the episode
+    is_first    [T] bool           o_i starts an episode (its stack repeats frames[i])
+"""
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+GAMES = ("Pong", "Breakout")
+_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "testdata")
+
+
+class Recording(NamedTuple):
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    is_first: np.ndarray
+
+
+def path(game: str) -> str:
+    return os.path.join(_DIR, f"{game.lower()}.npz")
+
+
+def load(game: str = "Pong") -> Recording:
+    """Returns the recording of `game` (one of GAMES)."""
+    if game not in GAMES:
+        raise ValueError(f"no testdata for game {game!r}; recorded games are {GAMES}")
+    with np.load(path(game)) as data:
+        return Recording(**{name: data[name] for name in Recording._fields})
+
+
+def stacks(recording: Recording, stack: int = 4) -> np.ndarray:
+    """Rebuilds the observations [T, stack, 64, 64] uint8 from single frames.
+
+    Frames before an episode's first step repeat that first frame, as the environment pads.
+    """
+    num_steps = len(recording.frames)
+    episode_start = np.maximum.accumulate(np.where(recording.is_first, np.arange(num_steps), 0))
+    offsets = np.arange(-stack + 1, 1)
+    index = np.maximum(np.arange(num_steps)[:, None] + offsets, episode_start[:, None])
+    return recording.frames[index]
