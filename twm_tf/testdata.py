@@ -16,6 +16,12 @@ from typing import NamedTuple
 import numpy as np
 
 GAMES = ("Pong", "Breakout")
+# The settings of each recording: replaying its actions in
+# `envs.atari.make(game, training=True, **RECORD_SETTINGS[game])` reproduces its frames.
+RECORD_SETTINGS = {
+    "Pong": {"seed": 0, "max_episode_steps": 250},  # Lost points, a truncation and a real reset.
+    "Breakout": {"seed": 0, "max_episode_steps": 27_000},  # Points, life losses and a game over.
+}
 _DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "testdata")
 
 

@@ -1,0 +1,209 @@
+"""Tests for the Atari 100k environment: preprocessing, stacking, resets, lives, vectorization."""
+
+import cv2
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from twm_tf import config as config_lib
+from twm_tf import testing
+from twm_tf.envs import atari
+
+_NOOP = 0
+
+
+def _random_actions(num_actions: int, num_steps: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(num_actions, size=num_steps)
+
+
+def _run(env: atari.AtariEnv, actions) -> tuple[np.ndarray, list[atari.Step]]:
+    first = env.reset()
+    return first, [env.step(int(action)) for action in actions]
+
+
+def _steps_until(env: atari.AtariEnv, predicate, limit: int = 1_000) -> list[atari.Step]:
+    """NOOP steps until predicate(step) holds; returns them all."""
+    steps = []
+    while not steps or not predicate(steps[-1]):
+        if len(steps) == limit:
+            raise AssertionError(f"condition not reached within {limit} steps")
+        steps.append(env.step(_NOOP))
+    return steps
+
+
+class AtariTest(testing.TestCase):
+    def test_games_table(self):
+        self.assertLen(atari.GAMES, 26)
+        self.assertContainsSubset(("Pong", "Breakout", "MsPacman", "UpNDown"), atari.GAMES)
+
+    def test_unknown_game_lists_valid_names(self):
+        with self.assertRaisesRegex(ValueError, "unknown game 'Pacman'.*Alien, Amidar.*UpNDown"):
+            atari.make("Pacman", seed=0, training=True)
+
+    @parameterized.parameters(True, False)
+    def test_observations(self, training):
+        env = atari.make("Breakout", seed=0, training=training)
+        self.assertEqual(env.num_actions, 4)
+        self.assertEqual(env.action_meanings, ("NOOP", "FIRE", "RIGHT", "LEFT"))
+        first, steps = _run(env, _random_actions(env.num_actions, 50))
+        for obs in [first] + [step.obs for step in steps]:
+            self.assertEqual(obs.shape, (4, 64, 64))
+            self.assertEqual(obs.dtype, np.uint8)
+            # Frames show the game (walls, bricks), not a blank or saturated screen.
+            self.assertBetween(obs.mean(), 10.0, 200.0)
+        self.assertEqual(steps[0].reward.dtype, np.float32)
+
+    def test_reset_stack_repeats_first_frame(self):
+        obs = atari.make("Pong", seed=0, training=True).reset()
+        for frame in obs[:-1]:
+            self.assertAllEqual(frame, obs[-1])
+
+    def test_stack_shifts_newest_frame_last(self):
+        env = atari.make("Pong", seed=0, training=True)
+        previous, steps = _run(env, _random_actions(env.num_actions, 30))
+        for step in steps:
+            self.assertFalse(step.is_first)
+            self.assertAllEqual(step.obs[:-1], previous[1:])
+            previous = step.obs
+        # The ball and paddles move, so the newest frames are not all copies.
+        self.assertNotAllEqual(previous[-1], previous[0])
+
+    def test_same_seed_same_steps(self):
+        actions = _random_actions(6, 200)
+        runs = [_run(atari.make("Pong", seed=seed, training=True), actions) for seed in (7, 7, 8)]
+        (first_a, steps_a), (first_b, steps_b), (first_c, _) = runs
+        self.assertAllEqual(first_a, first_b)
+        for step_a, step_b in zip(steps_a, steps_b):
+            for field_a, field_b in zip(step_a, step_b):
+                self.assertAllEqual(field_a, field_b)
+        self.assertTrue(any(step.reward for step in steps_a))
+        # Another seed takes other no-ops at reset, so it starts elsewhere.
+        self.assertNotAllEqual(first_a, first_c)
+
+    def test_reset_noops_and_fire(self):
+        # Episode frames after a reset: 4 per no-op plus 4 for FIRE (Pong's action 1).
+        env = atari.make("Pong", seed=0, training=False)
+        env.reset()
+        self.assertEqual(env.ale.getEpisodeFrameNumber(), 4)
+        env = atari.make("Pong", seed=0, training=True, noop_max=30)
+        frames = []
+        for _ in range(10):
+            env.reset()
+            frames.append(env.ale.getEpisodeFrameNumber())
+        noops = np.array(frames) // 4 - 1
+        self.assertTrue(np.all((noops >= 1) & (noops <= 30)), noops)
+        self.assertGreater(len(set(noops)), 1)
+
+    def test_max_pool_of_last_two_frames(self):
+        env = atari.make("Pong", seed=0, training=True)
+        env.reset()
+        for action in _random_actions(env.num_actions, 40):
+            env.step(int(action))
+        state = env.ale.cloneState()
+        obs = env.step(2).obs
+        env.ale.restoreState(state)
+        screens = []
+        for _ in range(4):
+            env.ale.act(env.ale.getMinimalActionSet()[2])
+            screens.append(env.ale.getScreenGrayscale())
+        pooled = np.maximum(screens[2], screens[3])
+        expected = cv2.resize(pooled, (64, 64), interpolation=cv2.INTER_AREA)
+        self.assertAllEqual(obs[-1], expected)
+
+    def test_pool_frames_keeps_both_screens(self):
+        screen_a = np.zeros((210, 160), np.uint8)
+        screen_b = np.zeros((210, 160), np.uint8)
+        screen_a[:105, :80] = 200  # A sprite drawn only in the older frame ...
+        screen_b[105:, 80:] = 100  # ... and one only in the newer frame.
+        frame = atari.pool_frames(screen_a, screen_b, 64)
+        self.assertEqual((frame.shape, frame.dtype), ((64, 64), np.uint8))
+        self.assertAllEqual(frame[:32, :32], np.full((32, 32), 200))
+        self.assertAllEqual(frame[32:, 32:], np.full((32, 32), 100))
+        self.assertAllEqual(frame[:32, 32:], np.zeros((32, 32)))
+
+    def test_training_life_loss_terminates_without_reset(self):
+        env = atari.make("Breakout", seed=0, training=True)
+        env.reset()
+        self.assertEqual(env.ale.lives(), 5)
+        steps = _steps_until(env, lambda step: step.terminated)
+        last = steps[-1]
+        self.assertTrue(last.is_first)
+        self.assertFalse(last.new_game or last.truncated)
+        self.assertEqual(env.ale.lives(), 4)  # The same game goes on.
+        for frame in last.obs[:-1]:
+            self.assertAllEqual(frame, last.obs[-1])
+        # FIRE after the life loss relaunched the ball: with NOOPs only, the next life is lost too.
+        steps = _steps_until(env, lambda step: step.terminated)
+        self.assertEqual(env.ale.lives(), 3)
+        self.assertFalse(steps[-1].new_game)
+        self.assertAllEqual(steps[0].obs[:-1], last.obs[1:])
+        # The last life ends the game: a real reset.
+        for _ in range(3):
+            steps = _steps_until(env, lambda step: step.terminated)
+        self.assertTrue(steps[-1].new_game)
+        self.assertEqual(env.ale.lives(), 5)
+
+    def test_evaluation_episode_is_whole_game(self):
+        env = atari.make("Breakout", seed=0, training=False)
+        env.reset()
+        lives = []
+        step = env.step(_NOOP)
+        while not step.is_first:
+            self.assertFalse(step.terminated or step.truncated)
+            lives.append(env.ale.lives())
+            step = env.step(_NOOP)
+        # Lives 4..1 were lost inside the episode (FIRE relaunched the ball); game over ends it.
+        self.assertEqual(sorted(set(lives)), [1, 2, 3, 4, 5])
+        self.assertTrue(step.terminated and step.new_game)
+        self.assertEqual(env.ale.lives(), 5)
+
+    def test_time_limit_truncates_and_resets(self):
+        env = atari.make("Pong", seed=0, training=True, max_episode_steps=20)
+        _, steps = _run(env, [_NOOP] * 40)
+        ends = [i for i, step in enumerate(steps) if step.is_first]
+        self.assertEqual(ends, [19, 39])
+        for i in ends:
+            self.assertTrue(steps[i].truncated and steps[i].new_game)
+            self.assertFalse(steps[i].terminated)
+
+    def test_vector_env_matches_single_envs(self):
+        actions = _random_actions(4, (120, 2), seed=1)
+        vector = atari.make_vector("Breakout", num_envs=2, seed=3, training=True)
+        self.assertEqual((vector.num_envs, vector.num_actions), (2, 4))
+        singles = [atari.make("Breakout", seed=seed, training=True) for seed in (3, 4)]
+        first = vector.reset()
+        self.assertEqual(first.shape, (2, 4, 64, 64))
+        for i, env in enumerate(singles):
+            self.assertAllEqual(first[i], env.reset())
+        num_terminated = 0
+        for step_actions in actions:
+            batch = vector.step(step_actions)
+            self.assertEqual(batch.obs.shape, (2, 4, 64, 64))
+            for i, env in enumerate(singles):
+                single = env.step(int(step_actions[i]))
+                for field_batch, field_single in zip(batch, single):
+                    self.assertAllEqual(field_batch[i], field_single)
+            num_terminated += batch.terminated.sum()
+        self.assertGreater(num_terminated, 0)  # The comparison covered episode ends.
+
+    def test_from_config(self):
+        config = config_lib.debug(game="Breakout", num_envs=2, max_episode_steps=5)
+        vector = atari.from_config(config, training=False, seed=0)
+        self.assertEqual((vector.num_envs, vector.num_actions), (2, 4))
+        vector.reset()
+        steps = [vector.step([_NOOP, _NOOP]) for _ in range(5)]
+        self.assertAllEqual(steps[-1].truncated, [True, True])
+
+    def test_invalid_use(self):
+        env = atari.make("Pong", seed=0, training=True)
+        with self.assertRaisesRegex(RuntimeError, "reset"):
+            env.step(0)
+        env.reset()
+        with self.assertRaisesRegex(ValueError, r"\[0, 6\)"):
+            env.step(6)
+        with self.assertRaisesRegex(ValueError, "frame_skip"):
+            atari.make("Pong", seed=0, training=True, frame_skip=1)
+
+
+if __name__ == "__main__":
+    absltest.main()
