@@ -1,0 +1,381 @@
+"""Actor and critic MLPs on the latent z, the GAE returns and losses, and their update step."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from twm_tf import config as config_lib
+
+
+class _LatentMlp(keras.Model):
+    """Flattens a one-hot latent [..., V, C] and applies dense layers with SiLU between them."""
+
+    def __init__(self, config: config_lib.Config, out_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self._latent_shape = (config.latent_vars, config.latent_classes)
+        # Orthogonal init with gain sqrt 2 keeps the activation scale through SiLU layers; the
+        # output layer uses gain 1 (SPEC, as in the released code). A Sequential rather than a list
+        # of layers: tf.train.Checkpoint does not track Keras 3 layers held in a Python list.
+        hidden = [
+            keras.layers.Dense(
+                width,
+                activation="silu",
+                kernel_initializer=keras.initializers.Orthogonal(gain=math.sqrt(2.0)),
+                bias_initializer="zeros",
+                name=f"hidden_{i}",
+            )
+            for i, width in enumerate(config.ac_hidden)
+        ]
+        out = keras.layers.Dense(
+            out_dim,
+            kernel_initializer=keras.initializers.Orthogonal(gain=1.0),
+            bias_initializer="zeros",
+            name="out",
+        )
+        self._mlp = keras.Sequential([*hidden, out], name="mlp")
+
+    def _trunk(self, z: tf.Tensor) -> tf.Tensor:
+        """Maps z [..., V, C] to the output layer's [..., out_dim] as float32."""
+        z = tf.convert_to_tensor(z, tf.float32)
+        if tuple(z.shape[-2:]) != self._latent_shape:
+            raise ValueError(
+                f"{self.name} expects z of shape [..., {self._latent_shape[0]}, "
+                f"{self._latent_shape[1]}] (latent_vars, latent_classes), got {z.shape}"
+            )
+        leading = tf.shape(z)[:-2]
+        x = tf.reshape(z, [-1, self._latent_shape[0] * self._latent_shape[1]])  # [N, V*C]
+        x = tf.cast(self._mlp(x), tf.float32)  # [N, out_dim]
+        return tf.reshape(x, tf.concat([leading, tf.shape(x)[-1:]], 0))
+
+
+class Actor(_LatentMlp):
+    """The policy pi(a|z): an MLP from the one-hot latent to action logits."""
+
+    def __init__(self, config: config_lib.Config, num_actions: int, **kwargs):
+        if num_actions < 2:
+            raise ValueError(f"num_actions must be >= 2 for a policy, got {num_actions}")
+        super().__init__(config, num_actions, name=kwargs.pop("name", "actor"), **kwargs)
+        self.num_actions = num_actions
+
+    def call(self, z: tf.Tensor) -> tf.Tensor:
+        """Returns the logits [..., A] of pi(.|z) for one-hot z [..., V, C]."""
+        return self._trunk(z)
+
+
+class Critic(_LatentMlp):
+    """The state value V(z): an MLP from the one-hot latent to a scalar."""
+
+    def __init__(self, config: config_lib.Config, **kwargs):
+        super().__init__(config, 1, name=kwargs.pop("name", "critic"), **kwargs)
+
+    def call(self, z: tf.Tensor) -> tf.Tensor:
+        """Returns the values [...] of one-hot z [..., V, C]."""
+        return self._trunk(z)[..., 0]
+
+
+# Loss weights: how much an imagined step still counts after the predicted episode-continuation
+# probabilities of the steps before it. A restart (z_t re-drawn from the buffer) begins anew:
+#
+#   step t:       0      1       2            3      4
+#   discounts:    g_0    g_1     g_2          g_3    g_4
+#   restarts:     -      F       F            T      F
+#   weights:      1      g_0     g_0 g_1      1      g_3
+#
+# restarts[:, 0] is irrelevant: the first step always weighs 1.
+def discount_weights(discounts: tf.Tensor, restarts: tf.Tensor) -> tf.Tensor:
+    """Cumulative product of the predicted discounts before each step since the last (re)start.
+
+    Args:
+        discounts: [M, H] float, gamma_hat_t predicted for the transition z_t -> z_{t+1}.
+        restarts: [M, H] bool, step t begins a fresh rollout (z_t was re-drawn from the buffer).
+
+    Returns:
+        weights: [M, H] float32 w_t with w_0 = 1 and w_t = 1 at a restart, stop-gradient.
+    """
+    discounts = tf.convert_to_tensor(discounts, tf.float32)
+    keep = 1.0 - tf.cast(restarts, tf.float32)
+    # The discount before step 0 is 1, so w_0 = 1 whatever restarts[:, 0] says.
+    previous_discounts = tf.concat([tf.ones_like(discounts[:, :1]), discounts[:, :-1]], axis=1)
+    weights = tf.scan(
+        lambda previous, inputs: inputs[1] * previous * inputs[0] + (1.0 - inputs[1]),
+        (tf.transpose(previous_discounts), tf.transpose(keep)),  # [H, M] each
+        initializer=tf.ones_like(discounts[:, 0]),
+    )
+    weights = tf.transpose(weights)
+    return tf.stop_gradient(weights)
+
+
+# Time alignment of one rollout with H = 3 (values has H + 1 entries, the last one bootstraps):
+#
+#   z:          z_0     z_1     z_2     z_3
+#   values:     V_0     V_1     V_2     V_3
+#   actions:    a_0     a_1     a_2
+#   rewards:    r_0     r_1     r_2             r_t, g_t predicted for z_t, a_t -> z_{t+1}
+#   discounts:  g_0     g_1     g_2             g_t zeroed where done_t: z_{t+1} is a restart
+#   deltas:     d_0     d_1     d_2             d_t = r_t + g_t V_{t+1} - V_t
+#   advantages: A_0 <-- A_1 <-- A_2 <-- 0       A_t = d_t + g_t lam A_{t+1}
+#   returns:    R_0     R_1     R_2             R_t = A_t + V_t
+def lambda_returns(
+    rewards: tf.Tensor,
+    values: tf.Tensor,
+    discounts: tf.Tensor,
+    dones: tf.Tensor,
+    lam: float,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Generalized advantage estimates and lambda-returns, computed backwards in time.
+
+    Args:
+        rewards: [M, H] float, r_t.
+        values: [M, H+1] float, V(z_t); values[:, H] is the state after the last step.
+        discounts: [M, H] float, gamma_hat_t.
+        dones: [M, H] bool, the rollout is cut after step t (z_{t+1} starts a new one), so neither
+            value nor advantage flows back across it.
+        lam: GAE lambda in [0, 1].
+
+    Returns:
+        (advantages, returns): [M, H] float32 each, stop-gradient.
+    """
+    rewards = tf.convert_to_tensor(rewards, tf.float32)
+    values = tf.convert_to_tensor(values, tf.float32)
+    discounts = tf.convert_to_tensor(discounts, tf.float32) * (1.0 - tf.cast(dones, tf.float32))
+    deltas = rewards + discounts * values[:, 1:] - values[:, :-1]  # [M, H]
+    advantages = tf.scan(
+        lambda next_advantage, inputs: inputs[0] + inputs[1] * next_advantage,
+        (tf.transpose(deltas), tf.transpose(lam * discounts)),  # [H, M] each
+        initializer=tf.zeros_like(deltas[:, 0]),
+        reverse=True,
+    )
+    advantages = tf.transpose(advantages)
+    returns = advantages + values[:, :-1]
+    return tf.stop_gradient(advantages), tf.stop_gradient(returns)
+
+
+def _entropy(logits: tf.Tensor) -> tf.Tensor:
+    """Entropy in nats [...] of the categorical with logits [..., A]."""
+    log_probs = tf.nn.log_softmax(logits)
+    return -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+
+
+def thresholded_entropy_loss(entropy: tf.Tensor, num_actions: int, threshold: float) -> tf.Tensor:
+    """max(0, threshold - entropy / ln(num_actions)): pushes the normalized entropy up to threshold.
+
+    Args:
+        entropy: policy entropy in nats (any shape, typically the weighted batch mean).
+        num_actions: size of the action set (>= 2); ln of it is the maximum entropy.
+        threshold: normalized entropy in [0, 1] above which the loss is 0.
+
+    Returns:
+        The loss, same shape as `entropy`.
+    """
+    if num_actions < 2:
+        raise ValueError(f"num_actions must be >= 2, got {num_actions}")
+    return tf.nn.relu(threshold - entropy / math.log(num_actions))
+
+
+def actor_loss(
+    logits: tf.Tensor,
+    actions: tf.Tensor,
+    advantages: tf.Tensor,
+    weights: tf.Tensor,
+    config: config_lib.Config,
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """REINFORCE with GAE advantages plus the thresholded entropy regularizer (seed Eq. 10).
+
+    loss = -mean(w_t log pi(a_t|z_t) sg(A_t))
+           + entropy_coef * max(0, entropy_threshold - mean(w_t H(pi(.|z_t))) / ln A)
+
+    Args:
+        logits: [M, H, A] policy logits at z_t.
+        actions: [M, H] int, a_t.
+        advantages: [M, H] A_t (gradients are stopped).
+        weights: [M, H] w_t (gradients are stopped).
+        config: uses entropy_coef and entropy_threshold.
+
+    Returns:
+        (loss, metrics) with scalar loss.
+    """
+    advantages = tf.stop_gradient(advantages)
+    weights = tf.stop_gradient(weights)
+    log_prob = -tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(actions, tf.int32), logits=logits
+    )  # [M, H]
+    reinforce = tf.reduce_mean(weights * log_prob * advantages)
+    entropy = tf.reduce_mean(weights * _entropy(logits))
+    num_actions = logits.shape[-1]
+    entropy_loss = thresholded_entropy_loss(entropy, num_actions, config.entropy_threshold)
+    loss = -reinforce + config.entropy_coef * entropy_loss
+    metrics = {
+        "actor/loss": loss,
+        "actor/reinforce": reinforce,
+        "actor/entropy": entropy,
+        "actor/normalized_entropy": entropy / math.log(num_actions),
+        "actor/advantage_mean": tf.reduce_mean(advantages),
+        "actor/advantage_std": tf.math.reduce_std(advantages),
+        "actor/weight_mean": tf.reduce_mean(weights),
+    }
+    return loss, metrics
+
+
+def entropy_actor_loss(
+    logits: tf.Tensor, weights: tf.Tensor, config: config_lib.Config
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """Pretraining actor loss: only maximizes the normalized policy entropy.
+
+    The prefill data comes from a uniformly random policy, so the actor is kept close to it
+    (as in the released code): loss = -entropy_coef * mean(w_t H(pi(.|z_t))) / ln A.
+
+    Args:
+        logits: [M, H, A] policy logits.
+        weights: [M, H] w_t (gradients are stopped).
+        config: uses entropy_coef.
+
+    Returns:
+        (loss, metrics) with scalar loss.
+    """
+    num_actions = logits.shape[-1]
+    entropy = tf.reduce_mean(tf.stop_gradient(weights) * _entropy(logits))
+    normalized = entropy / math.log(num_actions)
+    loss = -config.entropy_coef * normalized
+    metrics = {
+        "actor/loss": loss,
+        "actor/entropy": entropy,
+        "actor/normalized_entropy": normalized,
+    }
+    return loss, metrics
+
+
+def critic_loss(
+    values: tf.Tensor, returns: tf.Tensor, weights: tf.Tensor
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """Weighted regression to the lambda-returns: mean(w_t * 0.5 * (V(z_t) - sg R_t)^2).
+
+    Args:
+        values: [M, H] V(z_t) with gradients.
+        returns: [M, H] R_t (gradients are stopped).
+        weights: [M, H] w_t (gradients are stopped).
+
+    Returns:
+        (loss, metrics) with scalar loss.
+    """
+    returns = tf.stop_gradient(returns)
+    errors = values - returns
+    loss = tf.reduce_mean(tf.stop_gradient(weights) * 0.5 * tf.square(errors))
+    metrics = {
+        "critic/loss": loss,
+        "critic/value_mean": tf.reduce_mean(values),
+        "critic/return_mean": tf.reduce_mean(returns),
+        "critic/abs_error": tf.reduce_mean(tf.abs(errors)),
+    }
+    return loss, metrics
+
+
+def sample_actions(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Draws one action per row of logits [B, A] with a [2] int stateless seed: [B] int32."""
+    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+
+
+def _optimizer(config: config_lib.Config, learning_rate: float, name: str):
+    return keras.optimizers.Adam(
+        learning_rate=learning_rate,
+        epsilon=config.adam_eps,
+        weight_decay=config.weight_decay,
+        global_clipnorm=config.ac_clip,
+        name=name,
+    )
+
+
+class ActorCritic(tf.Module):
+    """Actor, critic and their Adam optimizers; `update` is one critic step then one actor step.
+
+    The returns of both steps come from the critic as it is before the update (one forward pass
+    over z_0..z_H whose values are stop-gradient for the targets), so updating the critic first
+    does not change the actor's advantages; the order is kept to match the paper. Wrap `update`
+    and `act` in tf.function at the call site. tf.train.Checkpoint(ac) saves the networks and the
+    optimizer states; tf.Module.variables does not list Keras 3 variables, use the networks'.
+    """
+
+    def __init__(self, config: config_lib.Config, num_actions: int):
+        super().__init__(name="actor_critic")
+        self.config = config
+        self.num_actions = num_actions
+        self.actor = Actor(config, num_actions)
+        self.critic = Critic(config)
+        self.actor_optimizer = _optimizer(config, config.actor_lr, "actor_adam")
+        self.critic_optimizer = _optimizer(config, config.critic_lr, "critic_adam")
+        # Create every variable now, so a tf.function or checkpoint restore never has to.
+        dummy = tf.zeros([1, config.latent_vars, config.latent_classes])
+        self.actor(dummy)
+        self.critic(dummy)
+        self.actor_optimizer.build(self.actor.trainable_variables)
+        self.critic_optimizer.build(self.critic.trainable_variables)
+
+    def act(self, z: tf.Tensor, seed: tf.Tensor, greedy: bool = False) -> tf.Tensor:
+        """Samples a ~ pi(.|z).
+
+        Args:
+            z: [B, V, C] one-hot latents.
+            seed: [2] int stateless seed (tf.random.stateless_categorical).
+            greedy: take the most likely action instead of sampling.
+
+        Returns:
+            actions: [B] int32.
+        """
+        logits = self.actor(z)  # [B, A]
+        if greedy:
+            return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return sample_actions(logits, seed)
+
+    def update(
+        self,
+        z: tf.Tensor,
+        actions: tf.Tensor | None,
+        rewards: tf.Tensor,
+        discounts: tf.Tensor,
+        dones: tf.Tensor,
+        restarts: tf.Tensor | None = None,
+        entropy_only: bool = False,
+    ) -> dict[str, tf.Tensor]:
+        """One critic step then one actor step on a batch of (imagined or real) sequences.
+
+        Args:
+            z: [M, H+1, V, C] one-hot states z_0..z_H; z_H only bootstraps the returns.
+            actions: [M, H] int, a_t taken at z_t (unused, may be None, when entropy_only).
+            rewards: [M, H] float, r_t.
+            discounts: [M, H] float, gamma_hat_t for z_t -> z_{t+1}, gamma included (the
+                discount head's probability; gamma * (1 - terminated_t) on real data).
+            dones: [M, H] bool, the sequence is cut after step t (see lambda_returns).
+            restarts: [M, H] bool, step t begins a fresh rollout (see discount_weights), or None
+                to weigh every step 1 (real data).
+            entropy_only: pretraining mode, the actor only maximizes its entropy.
+
+        Returns:
+            Scalar metrics of both steps.
+        """
+        z = tf.convert_to_tensor(z, tf.float32)
+        discounts = tf.convert_to_tensor(discounts, tf.float32)
+        if restarts is None:
+            weights = tf.ones_like(discounts)
+        else:
+            weights = discount_weights(discounts, restarts)
+
+        with tf.GradientTape() as tape:
+            values = self.critic(z)  # [M, H+1]
+            advantages, returns = lambda_returns(rewards, values, discounts, dones, self.config.lam)
+            loss, critic_metrics = critic_loss(values[:, :-1], returns, weights)
+        variables = self.critic.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.critic_optimizer.apply_gradients(zip(grads, variables))
+        critic_metrics["critic/grad_norm"] = tf.linalg.global_norm(grads)
+
+        with tf.GradientTape() as tape:
+            logits = self.actor(z[:, :-1])  # [M, H, A]
+            if entropy_only:
+                loss, actor_metrics = entropy_actor_loss(logits, weights, self.config)
+            else:
+                loss, actor_metrics = actor_loss(logits, actions, advantages, weights, self.config)
+        variables = self.actor.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.actor_optimizer.apply_gradients(zip(grads, variables))
+        actor_metrics["actor/grad_norm"] = tf.linalg.global_norm(grads)
+        return {**critic_metrics, **actor_metrics}

@@ -1,0 +1,309 @@
+"""Tests for the actor-critic networks, returns, losses and update step."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from twm_tf import config as config_lib
+from twm_tf import testing
+from twm_tf.models import actor_critic as ac_lib
+
+# Two rollouts of H = 6. Row 0 predicts an episode end (discount 0) at step 2 and keeps going;
+# row 1 is cut after step 3 (restart at step 4).
+_REWARDS = np.array([[1.0, 0.5, 2.0, -1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 3.0, -2.0, 0.5]], np.float32)
+_VALUES = np.array(
+    [[0.5, 1.0, -0.5, 2.0, 1.5, 0.0, 3.0], [1.0, 0.0, 2.0, 1.0, -1.0, 0.5, 2.0]], np.float32
+)
+_DISCOUNTS = np.array([[0.9, 0.8, 0.0, 0.7, 0.9, 0.6], [0.9, 0.5, 0.8, 0.4, 0.9, 0.7]], np.float32)
+_DONES = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0]], bool)
+_RESTARTS = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 1, 0]], bool)
+
+
+def _reference_weights(discounts, restarts):
+    weights = np.zeros_like(discounts)
+    for m in range(discounts.shape[0]):
+        product = 1.0
+        for t in range(discounts.shape[1]):
+            if t > 0 and restarts[m, t]:
+                product = 1.0
+            weights[m, t] = product
+            product *= discounts[m, t]
+    return weights
+
+
+def _reference_gae(rewards, values, discounts, dones, lam):
+    """Advantages from the GAE recursion, returns from the independent TD(lambda) recursion."""
+    num_rows, horizon = rewards.shape
+    advantages = np.zeros_like(rewards)
+    returns = np.zeros_like(rewards)
+    for m in range(num_rows):
+        next_advantage = 0.0
+        next_return = values[m, horizon]
+        for t in reversed(range(horizon)):
+            g = discounts[m, t] * (0.0 if dones[m, t] else 1.0)
+            delta = rewards[m, t] + g * values[m, t + 1] - values[m, t]
+            next_advantage = delta + g * lam * next_advantage
+            advantages[m, t] = next_advantage
+            next_return = rewards[m, t] + g * ((1 - lam) * values[m, t + 1] + lam * next_return)
+            returns[m, t] = next_return
+    return advantages, returns
+
+
+def _one_hot_z(shape, config):
+    classes = tf.random.uniform(
+        [*shape, config.latent_vars], maxval=config.latent_classes, dtype=tf.int32
+    )
+    return tf.one_hot(classes, config.latent_classes)
+
+
+class ReturnsTest(testing.TestCase):
+    def test_discount_weights_match_reference(self):
+        weights = ac_lib.discount_weights(_DISCOUNTS, _RESTARTS)
+        expected = _reference_weights(_DISCOUNTS, _RESTARTS)
+        self.assertAllClose(weights, expected)
+        # Spelled out: row 0 carries the 0 discount on, row 1 restarts at step 4.
+        self.assertAllClose(weights[0, :4], [1.0, 0.9, 0.72, 0.0])
+        self.assertAllClose(weights[1, 3:], [0.36, 1.0, 0.9])
+
+    def test_discount_weights_of_one_step_with_dynamic_shapes(self):
+        fn = tf.function(
+            ac_lib.discount_weights,
+            input_signature=[tf.TensorSpec([None, None]), tf.TensorSpec([None, None], tf.bool)],
+        )
+        self.assertAllClose(fn(tf.fill([3, 1], 0.5), tf.zeros([3, 1], tf.bool)), tf.ones([3, 1]))
+        self.assertAllClose(fn(_DISCOUNTS, _RESTARTS), _reference_weights(_DISCOUNTS, _RESTARTS))
+
+    @parameterized.parameters(False, True)
+    def test_lambda_returns_match_reference(self, use_function):
+        fn = ac_lib.lambda_returns
+        if use_function:
+            # A dynamic horizon must trace too (one trace for any H).
+            spec = tf.TensorSpec([None, None], tf.float32)
+            fn = tf.function(
+                lambda r, v, g, d: ac_lib.lambda_returns(r, v, g, d, 0.95),
+                input_signature=[spec, spec, spec, tf.TensorSpec([None, None], tf.bool)],
+            )
+            advantages, returns = fn(_REWARDS, _VALUES, _DISCOUNTS, _DONES)
+        else:
+            advantages, returns = fn(_REWARDS, _VALUES, _DISCOUNTS, _DONES, 0.95)
+        expected_advantages, expected_returns = _reference_gae(
+            _REWARDS, _VALUES, _DISCOUNTS, _DONES, 0.95
+        )
+        self.assertAllClose(advantages, expected_advantages)
+        self.assertAllClose(returns, expected_returns)
+        # Nothing flows back across the discount-0 step or the cut.
+        self.assertAllClose(returns[0, 2], _REWARDS[0, 2])
+        self.assertAllClose(returns[1, 3], _REWARDS[1, 3])
+        # The last step bootstraps from the value of the state after it.
+        self.assertAllClose(returns[0, 5], 1.0 + 0.6 * 3.0)
+
+    def test_lambda_returns_stop_gradient(self):
+        values = tf.Variable(_VALUES)
+        with tf.GradientTape() as tape:
+            advantages, returns = ac_lib.lambda_returns(_REWARDS, values, _DISCOUNTS, _DONES, 0.9)
+            total = tf.reduce_sum(advantages) + tf.reduce_sum(returns)
+        self.assertIsNone(tape.gradient(total, values))
+
+
+class LossesTest(testing.TestCase):
+    @parameterized.named_parameters(
+        ("above", 0.5, 4, 0.1, 0.0, 0.0),
+        ("below", 0.05, 4, 0.1, 0.1 - 0.05 / math.log(4), -1.0 / math.log(4)),
+        ("zero", 0.0, 18, 0.3, 0.3, -1.0 / math.log(18)),
+    )
+    def test_thresholded_entropy_loss(self, entropy, num_actions, threshold, loss, grad):
+        entropy = tf.Variable(entropy)
+        with tf.GradientTape() as tape:
+            value = ac_lib.thresholded_entropy_loss(entropy, num_actions, threshold)
+        self.assertAllClose(value, loss)
+        self.assertAllClose(tape.gradient(value, entropy), grad)
+
+    def test_thresholded_entropy_loss_is_linear_below_threshold(self):
+        entropies = tf.linspace(0.0, 0.1 * math.log(6), 5)
+        losses = ac_lib.thresholded_entropy_loss(entropies, 6, 0.1)
+        self.assertAllClose(losses, 0.1 - entropies / math.log(6))
+
+    def test_actor_loss_hand_computed(self):
+        config = config_lib.debug(entropy_coef=0.5, entropy_threshold=0.9)
+        logits = tf.constant([[[0.0, math.log(3.0)], [0.0, 0.0]]])  # probs [1/4, 3/4], [1/2, 1/2]
+        actions = tf.constant([[1, 0]])
+        advantages = tf.constant([[2.0, -1.0]])
+        weights = tf.constant([[1.0, 0.5]])
+        loss, metrics = ac_lib.actor_loss(logits, actions, advantages, weights, config)
+
+        reinforce = (1.0 * math.log(0.75) * 2.0 + 0.5 * math.log(0.5) * -1.0) / 2
+        entropy_0 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+        entropy = (1.0 * entropy_0 + 0.5 * math.log(2.0)) / 2
+        entropy_term = 0.9 - entropy / math.log(2.0)
+        self.assertGreater(entropy_term, 0.0)
+        self.assertAllClose(loss, -reinforce + 0.5 * entropy_term)
+        self.assertAllClose(metrics["actor/reinforce"], reinforce)
+        self.assertAllClose(metrics["actor/entropy"], entropy)
+
+        # Above the threshold only the REINFORCE term is left.
+        loss, _ = ac_lib.actor_loss(
+            logits, actions, advantages, weights, config.replace(entropy_threshold=0.1)
+        )
+        self.assertAllClose(loss, -reinforce)
+
+    def test_entropy_actor_loss_hand_computed(self):
+        config = config_lib.debug(entropy_coef=0.5)
+        logits = tf.constant([[[0.0, math.log(3.0)], [0.0, 0.0]]])
+        loss, metrics = ac_lib.entropy_actor_loss(logits, tf.ones([1, 2]), config)
+        entropy_0 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+        normalized = (entropy_0 + math.log(2.0)) / 2 / math.log(2.0)
+        self.assertAllClose(loss, -0.5 * normalized)
+        self.assertAllClose(metrics["actor/normalized_entropy"], normalized)
+
+    def test_critic_loss_hand_computed(self):
+        values = tf.constant([[1.0, 2.0]])
+        returns = tf.constant([[0.0, 4.0]])
+        weights = tf.constant([[1.0, 0.5]])
+        loss, metrics = ac_lib.critic_loss(values, returns, weights)
+        self.assertAllClose(loss, (1.0 * 0.5 * 1.0 + 0.5 * 0.5 * 4.0) / 2)
+        self.assertAllClose(metrics["critic/abs_error"], 1.5)
+
+
+class NetworksTest(testing.TestCase):
+    def test_shapes_and_paper_parameter_counts(self):
+        config = config_lib.atari100k()
+        actor = ac_lib.Actor(config, 18)
+        critic = ac_lib.Critic(config)
+        z = _one_hot_z([2, 3], config)
+        self.assertEqual(actor(z).shape, [2, 3, 18])
+        self.assertEqual(critic(z).shape, [2, 3])
+        self.assertEqual(actor(z[0, 0]).shape, [18])
+        # 1,024 -> 4 x 512 -> A: 1,312,768 + 513 A.
+        self.assertEqual(actor.count_params(), 1_312_768 + 513 * 18)
+        self.assertEqual(critic.count_params(), 1_312_768 + 513)
+        for layer in critic._mlp.layers:
+            self.assertAllEqual(layer.bias, tf.zeros_like(layer.bias))
+
+    def test_wrong_latent_shape_raises(self):
+        actor = ac_lib.Actor(config_lib.debug(), 3)
+        with self.assertRaisesRegex(ValueError, "latent_vars, latent_classes"):
+            actor(tf.zeros([2, 16]))
+
+    def test_act(self):
+        config = config_lib.debug()
+        ac = ac_lib.ActorCritic(config, 3)
+        z = _one_hot_z([64], config)
+        seed = tf.constant([1, 2])
+        actions = ac.act(z, seed)
+        self.assertEqual(actions.dtype, tf.int32)
+        self.assertEqual(actions.shape, [64])
+        self.assertAllEqual(actions, ac.act(z, seed))
+        self.assertAllEqual(actions, ac_lib.sample_actions(ac.actor(z), seed))
+        self.assertNotAllEqual(actions, ac.act(z, tf.constant([3, 4])))
+        self.assertAllEqual(ac.act(z, seed, greedy=True), tf.argmax(ac.actor(z), axis=-1))
+
+    def test_checkpoint_restores_every_weight(self):
+        config = config_lib.debug(ac_hidden=(8, 8))
+        source, target = ac_lib.ActorCritic(config, 3), ac_lib.ActorCritic(config, 3)
+        # Networks alone: their weights must not reach the checkpoint only through the optimizer.
+        path = tf.train.Checkpoint(actor=source.actor, critic=source.critic).save(
+            self.create_tempdir().full_path + "/ckpt"
+        )
+        tf.train.Checkpoint(actor=target.actor, critic=target.critic).restore(
+            path
+        ).assert_consumed()
+        for a, b in zip(
+            source.actor.weights + source.critic.weights,
+            target.actor.weights + target.critic.weights,
+            strict=True,
+        ):
+            self.assertAllEqual(a, b)
+
+
+class UpdateTest(testing.TestCase):
+    def _batch(self, config, num_rows=4, horizon=3, num_actions=3):
+        z = _one_hot_z([num_rows, horizon + 1], config)
+        actions = tf.random.uniform([num_rows, horizon], maxval=num_actions, dtype=tf.int32)
+        rewards = tf.random.normal([num_rows, horizon])
+        discounts = tf.random.uniform([num_rows, horizon], 0.5, 1.0)
+        dones = tf.constant([[False, True, False]] + [[False] * horizon] * (num_rows - 1))
+        restarts = tf.constant([[True, False, True]] + [[True, False, False]] * (num_rows - 1))
+        return z, actions, rewards, discounts, dones, restarts
+
+    def test_gradient_flow(self):
+        config = config_lib.debug()
+        ac = ac_lib.ActorCritic(config, 3)
+        z, actions, rewards, discounts, dones, restarts = self._batch(config)
+        weights = ac_lib.discount_weights(discounts, restarts)
+        with tf.GradientTape(persistent=True) as tape:
+            values = ac.critic(z)
+            advantages, returns = ac_lib.lambda_returns(rewards, values, discounts, dones, 0.95)
+            logits = ac.actor(z[:, :-1])
+            actor, _ = ac_lib.actor_loss(logits, actions, advantages, weights, config)
+            critic, _ = ac_lib.critic_loss(values[:, :-1], returns, weights)
+        actor_vars, critic_vars = ac.actor.trainable_variables, ac.critic.trainable_variables
+        for grad in tape.gradient(actor, actor_vars) + tape.gradient(critic, critic_vars):
+            self.assertIsNotNone(grad)
+            self.assertGreater(tf.reduce_sum(tf.abs(grad)), 0.0)
+        for grad in tape.gradient(actor, critic_vars) + tape.gradient(critic, actor_vars):
+            self.assertIsNone(grad)
+
+    def test_update_uses_the_pre_update_critic(self):
+        # A large critic step makes post-update values visibly different.
+        config = config_lib.debug(critic_lr=0.1, ac_clip=100.0, entropy_threshold=0.9)
+        ac = ac_lib.ActorCritic(config, 3)
+        z, actions, rewards, discounts, dones, restarts = self._batch(config)
+        weights = ac_lib.discount_weights(discounts, restarts)
+
+        def expected_losses():
+            values = ac.critic(z)
+            advantages, returns = ac_lib.lambda_returns(
+                rewards, values, discounts, dones, config.lam
+            )
+            logits = ac.actor(z[:, :-1])
+            actor, _ = ac_lib.actor_loss(logits, actions, advantages, weights, config)
+            critic, _ = ac_lib.critic_loss(values[:, :-1], returns, weights)
+            return actor, critic
+
+        actor_before, critic_before = expected_losses()
+        metrics = tf.function(ac.update)(z, actions, rewards, discounts, dones, restarts)
+        self.assertAllClose(metrics["actor/loss"], actor_before)
+        self.assertAllClose(metrics["critic/loss"], critic_before)
+        # Both networks moved, and the post-update critic would have given another actor loss.
+        actor_after, critic_after = expected_losses()
+        self.assertLess(critic_after, critic_before)
+        self.assertNotAllClose(actor_after, actor_before, atol=1e-4)
+        self.assertEqual(int(ac.actor_optimizer.iterations), 1)
+        self.assertEqual(int(ac.critic_optimizer.iterations), 1)
+
+    def test_pretraining_update_raises_entropy(self):
+        config = config_lib.debug(actor_lr=1e-2)
+        ac = ac_lib.ActorCritic(config, 4)
+        z, _, rewards, discounts, dones, _ = self._batch(config, num_actions=4)
+        update = tf.function(
+            lambda: ac.update(z, None, rewards, discounts, dones, entropy_only=True)
+        )
+        first = update()["actor/normalized_entropy"]
+        for _ in range(20):
+            last = update()["actor/normalized_entropy"]
+        self.assertGreater(last, first)
+
+    def test_bandit_learns_the_rewarded_action(self):
+        config = config_lib.debug(actor_lr=3e-3, critic_lr=1e-2)
+        num_actions, rewarded, batch = 3, 2, 64
+        ac = ac_lib.ActorCritic(config, num_actions)
+
+        @tf.function
+        def train_step(step):
+            z = _one_hot_z([batch, 2], config)
+            actions = ac.act(z[:, 0], tf.stack([step, 7]))[:, None]  # [M, H=1]
+            rewards = tf.cast(actions == rewarded, tf.float32)
+            zeros = tf.zeros([batch, 1])
+            return ac.update(z, actions, rewards, zeros, tf.zeros([batch, 1], tf.bool))
+
+        for step in range(300):
+            train_step(tf.constant(step))
+        probs = tf.nn.softmax(ac.actor(_one_hot_z([256], config)))
+        self.assertGreater(tf.reduce_mean(probs[:, rewarded]), 0.9)
+
+
+if __name__ == "__main__":
+    absltest.main()
