@@ -17,10 +17,14 @@ the world model never predicts across an episode end. Rules (SPEC.md "Environmen
 - Evaluation mode: no no-ops; an episode is a whole game.
 - Both: `max_episode_steps` agent steps per game truncate it (no-ops and FIRE presses not counted).
 
-Rewards stay raw game scores (the agent squashes them with tanh for learning).
+Rewards stay raw game scores (the agent squashes them with tanh for learning). `get_state` and
+`set_state` snapshot an env so that a resumed training run steps exactly as an uninterrupted one.
 """
 
 import csv
+import dataclasses
+import io
+import json
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -33,6 +37,7 @@ import numpy as np
 from twm_tf import config as config_lib
 
 _NOOP, _FIRE = 0, 1
+_STATE_FORMAT_VERSION = 1  # Of `EnvState.to_bytes`; bump on any change to its layout.
 
 
 def _read_games() -> tuple[str, ...]:
@@ -68,6 +73,75 @@ class Step(NamedTuple):
     new_game: bool | np.ndarray
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class EnvState:
+    """A snapshot of an `AtariEnv`: everything its future steps depend on.
+
+    The two raw screens kept for pooling are left out: every step rewrites both before pooling
+    them, and a game over that leaves them stale is followed by a reset that rewrites them.
+
+    Attributes:
+        game: the game, one of GAMES.
+        settings: the `make` arguments other than game and seed; a state restores only into an env
+            with the same game and settings.
+        ale: the serialized emulator state, its RNG included (`ALEState.serialize`).
+        stack: [frame_stack, frame_size, frame_size] uint8, the current observation.
+        lives: lives after the last step, against which the next step detects a life loss.
+        game_steps: agent steps of the current game, for the time limit.
+        started: whether `reset()` was called.
+        rng: `bit_generator.state` of the generator drawing the no-op counts.
+    """
+
+    game: str
+    settings: dict[str, bool | int]
+    ale: bytes
+    stack: np.ndarray
+    lives: int
+    game_steps: int
+    started: bool
+    rng: dict
+
+    def to_bytes(self) -> bytes:
+        """Serializes the state without pickle, for a checkpoint (see `from_bytes`).
+
+        Format: an uncompressed `np.savez` archive of three uint8 arrays: `ale` and `stack` as
+        above, and `header`, the UTF-8 JSON of the other fields plus a format `version`.
+        """
+        header = {
+            "version": _STATE_FORMAT_VERSION,
+            "game": self.game,
+            "settings": self.settings,
+            "lives": self.lives,
+            "game_steps": self.game_steps,
+            "started": self.started,
+            "rng": self.rng,  # PCG64's 128-bit integers are exact in JSON (Python ints).
+        }
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+            ale=np.frombuffer(self.ale, np.uint8),
+            stack=self.stack,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "EnvState":
+        """Reads a state written by `to_bytes`.
+
+        Raises:
+            ValueError: if `data` has another format version.
+        """
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            header = json.loads(arrays["header"].tobytes())
+            version = header.pop("version")
+            if version != _STATE_FORMAT_VERSION:
+                raise ValueError(
+                    f"env state has format version {version}, expected {_STATE_FORMAT_VERSION}"
+                )
+            return cls(ale=arrays["ale"].tobytes(), stack=arrays["stack"], **header)
+
+
 def pool_frames(screen_a: np.ndarray, screen_b: np.ndarray, size: int) -> np.ndarray:
     """Max-pools two grayscale screens [210, 160] uint8 and resizes to [size, size] uint8."""
     return cv2.resize(np.maximum(screen_a, screen_b), (size, size), interpolation=cv2.INTER_AREA)
@@ -84,6 +158,7 @@ class AtariEnv:
         self,
         ale_env: gym.Env,
         *,
+        game: str,
         seed: int,
         training: bool,
         noop_max: int,
@@ -94,6 +169,7 @@ class AtariEnv:
     ):
         unwrapped = ale_env.unwrapped
         self._ale_env = ale_env
+        self.game = game
         self.ale: ale_py.ALEInterface = unwrapped.ale  # The emulator, for tests and diagnostics.
         self._action_set = self.ale.getMinimalActionSet()  # Agent action index -> ALE action.
         self.action_meanings: tuple[str, ...] = tuple(unwrapped.get_action_meanings())
@@ -101,6 +177,14 @@ class AtariEnv:
         self.training = training
         self._has_fire = self.action_meanings[1] == "FIRE"
         self._noop_max = noop_max if training else 0
+        self._settings = {
+            "training": training,
+            "noop_max": noop_max,
+            "max_episode_steps": max_episode_steps,
+            "frame_skip": frame_skip,
+            "frame_stack": frame_stack,
+            "frame_size": frame_size,
+        }
         self._max_episode_steps = max_episode_steps
         self._frame_skip = frame_skip
         self._frame_size = frame_size
@@ -153,6 +237,38 @@ class AtariEnv:
             is_first=terminated or truncated,
             new_game=game_over or truncated,
         )
+
+    def get_state(self) -> EnvState:
+        """Returns a snapshot from which `set_state` continues with identical steps."""
+        return EnvState(
+            game=self.game,
+            settings=dict(self._settings),
+            ale=self.ale.cloneState(include_rng=True).serialize(),
+            stack=self._stack.copy(),
+            lives=self._lives,
+            game_steps=self._game_steps,
+            started=self._started,
+            rng=self._rng.bit_generator.state,
+        )
+
+    def set_state(self, state: EnvState) -> None:
+        """Restores a snapshot of an env of the same game and settings (seeds may differ).
+
+        Raises:
+            ValueError: if `state` comes from another game or other settings.
+        """
+        if state.game != self.game:
+            raise ValueError(f"env state is from game {state.game}, this env plays {self.game}")
+        if state.settings != self._settings:
+            raise ValueError(
+                f"env state has settings {state.settings}, this env has {self._settings}"
+            )
+        self.ale.restoreState(ale_py.ALEState(state.ale))
+        self._stack[:] = state.stack
+        self._lives = state.lives
+        self._game_steps = state.game_steps
+        self._started = state.started
+        self._rng.bit_generator.state = state.rng
 
     def close(self) -> None:
         self._ale_env.close()
@@ -226,6 +342,21 @@ class VectorEnv:
         steps = [env.step(int(action)) for env, action in zip(self.envs, actions)]
         return Step(*(np.stack(field) for field in zip(*steps)))
 
+    def get_state(self) -> list[EnvState]:
+        """Returns the snapshots of the envs, in order (see `AtariEnv.get_state`)."""
+        return [env.get_state() for env in self.envs]
+
+    def set_state(self, states: Sequence[EnvState]) -> None:
+        """Restores env i from states[i] (see `AtariEnv.set_state`).
+
+        Raises:
+            ValueError: for a wrong number of states, or states of another game or settings.
+        """
+        if len(states) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} env states, got {len(states)}")
+        for env, state in zip(self.envs, states):
+            env.set_state(state)
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
@@ -281,6 +412,7 @@ def make(
     ale_env.reset(seed=seed)
     return AtariEnv(
         ale_env,
+        game=game,
         seed=seed,
         training=training,
         noop_max=noop_max,

@@ -1,4 +1,4 @@
-"""Tests for the Atari 100k environment: preprocessing, stacking, resets, lives, vectorization."""
+"""Tests for the Atari 100k environment: preprocessing, resets, lives, vectorization, snapshots."""
 
 import cv2
 import numpy as np
@@ -19,6 +19,13 @@ def _random_actions(num_actions: int, num_steps: int, seed: int = 0) -> np.ndarr
 def _run(env: atari.AtariEnv, actions) -> tuple[np.ndarray, list[atari.Step]]:
     first = env.reset()
     return first, [env.step(int(action)) for action in actions]
+
+
+def _assert_steps_equal(test: testing.TestCase, steps_a, steps_b) -> None:
+    test.assertEqual(len(steps_a), len(steps_b))
+    # One comparison per field over all steps: per-step assertAllEqual calls dominate the runtime.
+    for name, field_a, field_b in zip(atari.Step._fields, zip(*steps_a), zip(*steps_b)):
+        test.assertAllEqual(np.stack(field_a), np.stack(field_b), msg=name)
 
 
 def _steps_until(env: atari.AtariEnv, predicate, limit: int = 1_000) -> list[atari.Step]:
@@ -73,9 +80,7 @@ class AtariTest(testing.TestCase):
         runs = [_run(atari.make("Pong", seed=seed, training=True), actions) for seed in (7, 7, 8)]
         (first_a, steps_a), (first_b, steps_b), (first_c, _) = runs
         self.assertAllEqual(first_a, first_b)
-        for step_a, step_b in zip(steps_a, steps_b):
-            for field_a, field_b in zip(step_a, step_b):
-                self.assertAllEqual(field_a, field_b)
+        _assert_steps_equal(self, steps_a, steps_b)
         self.assertTrue(any(step.reward for step in steps_a))
         # Another seed takes other no-ops at reset, so it starts elsewhere.
         self.assertNotAllEqual(first_a, first_c)
@@ -185,6 +190,56 @@ class AtariTest(testing.TestCase):
                     self.assertAllEqual(field_batch[i], field_single)
             num_terminated += batch.terminated.sum()
         self.assertGreater(num_terminated, 0)  # The comparison covered episode ends.
+
+    def test_restored_state_continues_identically(self):
+        # Random Breakout play loses a life every ~25 steps; the short time limit adds truncations,
+        # so the snapshot sits mid-game after a life loss and a reset, and its continuation covers
+        # life losses and resets (emulator reset, no-ops drawn from the restored generator).
+        actions = _random_actions(4, 330, seed=2)
+        env_a = atari.make("Breakout", seed=0, training=True, max_episode_steps=100)
+        _, before = _run(env_a, actions[:130])
+        state = env_a.get_state()
+        after = [env_a.step(int(action)) for action in actions[130:]]
+        for steps in (before, after):
+            self.assertTrue(any(step.terminated and not step.new_game for step in steps))
+            self.assertTrue(any(step.new_game for step in steps))
+        self.assertTrue(any(step.truncated for step in after))
+        self.assertBetween(state.lives, 1, 4)  # Mid-game: the lives counter matters.
+
+        final = env_a.get_state().to_bytes()
+        data = state.to_bytes()
+        for restored in (state, atari.EnvState.from_bytes(data)):
+            env_b = atari.make("Breakout", seed=1, training=True, max_episode_steps=100)
+            env_b.reset()
+            env_b.set_state(restored)
+            _assert_steps_equal(self, after, [env_b.step(int(action)) for action in actions[130:]])
+            # Equal end states also cover what the observations have not shown yet: Breakout's
+            # screen can look the same after different no-op counts.
+            self.assertEqual(env_b.get_state().to_bytes(), final)
+        self.assertEqual(atari.EnvState.from_bytes(data).to_bytes(), data)
+
+    def test_set_state_rejects_other_game_or_settings(self):
+        env = atari.make("Breakout", seed=0, training=True)
+        env.reset()
+        state = env.get_state()
+        with self.assertRaisesRegex(ValueError, "from game Breakout, this env plays Pong"):
+            atari.make("Pong", seed=0, training=True).set_state(state)
+        with self.assertRaisesRegex(ValueError, "settings.*'training': True.*'training': False"):
+            atari.make("Breakout", seed=0, training=False).set_state(state)
+
+    def test_vector_env_state(self):
+        actions = _random_actions(4, (80, 2), seed=3)
+        vector_a = atari.make_vector("Breakout", num_envs=2, seed=0, training=True)
+        vector_a.reset()
+        for step_actions in actions[:40]:
+            vector_a.step(step_actions)
+        states = vector_a.get_state()
+        steps_a = [vector_a.step(step_actions) for step_actions in actions[40:]]
+        vector_b = atari.make_vector("Breakout", num_envs=2, seed=5, training=True)
+        vector_b.set_state([atari.EnvState.from_bytes(state.to_bytes()) for state in states])
+        _assert_steps_equal(self, steps_a, [vector_b.step(a) for a in actions[40:]])
+        with self.assertRaisesRegex(ValueError, "expected 2 env states, got 1"):
+            vector_b.set_state(states[:1])
 
     def test_from_config(self):
         config = config_lib.debug(game="Breakout", num_envs=2, max_episode_steps=5)
