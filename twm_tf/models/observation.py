@@ -1,0 +1,302 @@
+"""The observation model of TWM: a categorical VAE over stacked 64x64 grayscale frames."""
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from twm_tf import config as config_lib
+
+tfd = tfp.distributions
+
+# Spatial sizes of the two conv stacks, fixed by the kernels and strides for 64x64 frames (valid
+# padding): encoder 64 -> 31 -> 14 -> 6 -> 2, decoder 1 -> 5 -> 13 -> 30 -> 64.
+_ENCODER_KERNEL = 4
+_DECODER_KERNELS = (5, 5, 6, 6)
+
+
+class Encoder(keras.Model):
+    """Maps frame stacks to the logits of V categorical latents with C classes each.
+
+    Four stride-2 convolutions (kernel 4, valid padding, SiLU after each) take 64x64 frames to 2x2;
+    the flattened features pass through SiLU dense layers and a linear layer to V * C logits. The
+    logits layer computes in float32 so they stay float32 under a mixed-precision policy.
+    """
+
+    def __init__(self, config: config_lib.Config, name: str = "encoder"):
+        super().__init__(name=name)
+        self._config = config
+        self.convs = [
+            keras.layers.Conv2D(channels, _ENCODER_KERNEL, strides=2, activation="silu")
+            for channels in config.encoder_channels
+        ]
+        self.flatten = keras.layers.Flatten()
+        self.hidden = [
+            keras.layers.Dense(width, activation="silu") for width in config.encoder_hidden
+        ]
+        self.logits = keras.layers.Dense(config.latent_dim, dtype="float32")
+        self.build((None, config.frame_stack, config.frame_size, config.frame_size))
+
+    def build(self, input_shape):
+        # Variables exist right after construction (optimizers, checkpoints, parameter counts).
+        shape = (input_shape[0], *input_shape[2:], input_shape[1])
+        for layer in [*self.convs, self.flatten, *self.hidden, self.logits]:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.built = True
+
+    def call(self, frames: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Encodes frames.
+
+        Args:
+            frames: [N, S, 64, 64] uint8 frame stacks.
+            training: unused (no dropout or normalization); kept for the Keras convention.
+
+        Returns:
+            [N, V, C] float32 logits.
+        """
+        x = tf.cast(frames, self.compute_dtype) / 255.0
+        x = tf.transpose(x, [0, 2, 3, 1])  # [N, 64, 64, S]: TF's CPU convs need channels-last.
+        for conv in self.convs:
+            x = conv(x)  # [N, 31, 31, C1] ... [N, 2, 2, C4]
+        x = self.flatten(x)
+        for layer in self.hidden:
+            x = layer(x)
+        logits = self.logits(x)  # [N, V * C]
+        return tf.reshape(logits, [-1, self._config.latent_vars, self._config.latent_classes])
+
+
+class Decoder(keras.Model):
+    """Maps latents back to the mean of a unit-variance Gaussian over the frame stack.
+
+    A SiLU dense layer feeds a 1x1 map to four stride-2 transposed convolutions (kernels 5, 5, 6, 6,
+    valid padding, SiLU between) that grow it to 64x64 with frame_stack channels and a linear
+    output. The output bias starts at 0.5, the middle of the [0, 1] pixel range, as in the original.
+    """
+
+    def __init__(self, config: config_lib.Config, name: str = "decoder"):
+        super().__init__(name=name)
+        self._config = config
+        self.hidden = keras.layers.Dense(config.decoder_hidden, activation="silu")
+        self.reshape = keras.layers.Reshape((1, 1, config.decoder_hidden))
+        channels = (*config.decoder_channels, config.frame_stack)
+        self.deconvs = [
+            keras.layers.Conv2DTranspose(c, kernel, strides=2, activation="silu")
+            for c, kernel in zip(channels[:-1], _DECODER_KERNELS[:-1], strict=True)
+        ]
+        self.output_layer = keras.layers.Conv2DTranspose(
+            channels[-1],
+            _DECODER_KERNELS[-1],
+            strides=2,
+            bias_initializer=keras.initializers.Constant(0.5),
+        )
+        self.build((None, config.latent_vars, config.latent_classes))
+
+    def build(self, input_shape):
+        shape = (input_shape[0], input_shape[1] * input_shape[2])
+        for layer in [self.hidden, self.reshape, *self.deconvs, self.output_layer]:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.built = True
+
+    def call(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Decodes latents.
+
+        Args:
+            z: [N, V, C] float latents (one-hot samples or modes).
+            training: unused (no dropout or normalization); kept for the Keras convention.
+
+        Returns:
+            [N, S, 64, 64] float32 reconstruction mean in the [0, 1] pixel scale.
+        """
+        x = tf.reshape(z, [-1, self._config.latent_dim])
+        x = self.reshape(self.hidden(x))  # [N, 1, 1, hidden]
+        for deconv in self.deconvs:
+            x = deconv(x)  # [N, 5, 5, D1], [N, 13, 13, D2], [N, 30, 30, D3]
+        x = self.output_layer(x)  # [N, 64, 64, S]
+        return tf.cast(tf.transpose(x, [0, 3, 1, 2]), tf.float32)
+
+
+def _split_leading(x: tf.Tensor, inner_rank: int) -> tuple[tf.Tensor, tf.TensorShape]:
+    """Returns the dynamic and static shapes of the leading dims before the `inner_rank` last."""
+    return tf.shape(x)[: x.shape.rank - inner_rank], x.shape[: x.shape.rank - inner_rank]
+
+
+def _restore_leading(
+    y: tf.Tensor, leading: tf.Tensor, static: tf.TensorShape, inner: tuple[int, ...]
+) -> tf.Tensor:
+    y = tf.reshape(y, tf.concat([leading, inner], axis=0))
+    y.set_shape(static.concatenate(inner))
+    return y
+
+
+class ObservationModel(keras.Model):
+    """The VAE: an encoder q(z|o) over V categoricals of C classes and a Gaussian decoder p(o|z).
+
+    `encode` and `decode` accept any number of leading dims ([B], [B, T], ...). Sampling and the
+    loss are module-level functions (`sample_latent`, `latent_mode`, `observation_loss`).
+    """
+
+    def __init__(self, config: config_lib.Config, name: str = "observation_model"):
+        super().__init__(name=name)
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        # Both parts build themselves; there is no call() for Keras to trace.
+        self.built = True
+
+    def encode(self, frames: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Returns the logits of q(z|o).
+
+        Args:
+            frames: [..., S, 64, 64] uint8 frame stacks.
+            training: passed to the encoder.
+
+        Returns:
+            [..., V, C] float32 logits.
+
+        Raises:
+            ValueError: if frames are not uint8 or their trailing dims are not [S, 64, 64].
+        """
+        config = self.config
+        frame_shape = (config.frame_stack, config.frame_size, config.frame_size)
+        if frames.dtype != tf.uint8:
+            raise ValueError(f"frames must be uint8 in [0, 255], got {frames.dtype}")
+        if frames.shape.rank is None or not frames.shape[-3:].is_compatible_with(frame_shape):
+            raise ValueError(f"frames must end in {list(frame_shape)}, got {frames.shape}")
+        leading, static = _split_leading(frames, 3)
+        logits = self.encoder(tf.reshape(frames, (-1, *frame_shape)), training=training)
+        return _restore_leading(
+            logits, leading, static, (config.latent_vars, config.latent_classes)
+        )
+
+    def decode(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Returns the mean of p(o|z), a unit-variance Gaussian over the pixels scaled to [0, 1].
+
+        Args:
+            z: [..., V, C] float latents.
+            training: passed to the decoder.
+
+        Returns:
+            [..., S, 64, 64] float32 reconstruction (linear output, not clipped).
+
+        Raises:
+            ValueError: if the trailing dims of z are not [V, C].
+        """
+        config = self.config
+        latent_shape = (config.latent_vars, config.latent_classes)
+        if z.shape.rank is None or not z.shape[-2:].is_compatible_with(latent_shape):
+            raise ValueError(f"z must end in {list(latent_shape)}, got {z.shape}")
+        leading, static = _split_leading(z, 2)
+        frames = self.decoder(tf.reshape(z, (-1, *latent_shape)), training=training)
+        frame_shape = (config.frame_stack, config.frame_size, config.frame_size)
+        return _restore_leading(frames, leading, static, frame_shape)
+
+
+def latent_distribution(logits: tf.Tensor) -> tfd.Distribution:
+    """Returns q(z|o) for logits [..., V, C]: V independent one-hot categoricals, float32 events."""
+    return tfd.Independent(tfd.OneHotCategorical(logits=logits, dtype=tf.float32), 1)
+
+
+def sample_latent(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Draws a straight-through one-hot sample of z.
+
+    The forward value is exactly one-hot; the gradient is that of the class probabilities.
+
+    Args:
+        logits: [..., V, C] float logits.
+        seed: [2] int32/int64 stateless seed (e.g. from a checkpointed tf.random.Generator).
+
+    Returns:
+        [..., V, C] float32 one-hot sample.
+    """
+    logits = tf.cast(logits, tf.float32)
+    # Gumbel-max: argmax(logits + Gumbel noise) is a categorical sample, for any leading dims and
+    # under XLA. minval keeps log(u) finite. Philox is pinned so the stream does not depend on
+    # automatic selection; XLA's Philox still orders its stream differently from the TF kernel's,
+    # so a seed gives the same sample eagerly and in tf.function but not under jit_compile.
+    uniform = tf.random.stateless_uniform(
+        tf.shape(logits), seed, minval=1e-20, maxval=1.0, alg="philox"
+    )
+    gumbel = -tf.math.log(-tf.math.log(uniform))
+    sample = tf.one_hot(tf.argmax(logits + gumbel, axis=-1), logits.shape[-1], dtype=tf.float32)
+    probs = tf.nn.softmax(logits)
+    # probs - probs is exactly 0 forward, so the sample stays exactly one-hot.
+    return sample + (probs - tf.stop_gradient(probs))
+
+
+def latent_mode(logits: tf.Tensor) -> tf.Tensor:
+    """Returns the one-hot argmax [..., V, C] float32 of logits [..., V, C] (no gradient)."""
+    return tf.one_hot(tf.argmax(logits, axis=-1), logits.shape[-1], dtype=tf.float32)
+
+
+def observation_loss(
+    frames: tf.Tensor,
+    reconstruction: tf.Tensor,
+    logits: tf.Tensor,
+    prior_logits: tf.Tensor | None,
+    config: config_lib.Config,
+    prior_mask: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The VAE loss of TWM (seed Eq. 7), averaged over all leading dims.
+
+        L_obs = 0.5 * sum_pixels (o_hat - o)^2
+              + alpha1 * max(0, Gamma_z - H(q(z|o)) / (V ln C))
+              + alpha2 * sum_vars -sum_c sg(p_c) log q_c
+
+    H(q) is summed over the V variables and averaged before it is normalized and thresholded. The
+    consistency cross-entropy takes the stop-gradient prediction p(z_hat|h) as the target and the
+    encoder's q(z|o) as the model, as the released TWM code does: its gradient w.r.t. the logits
+    is alpha2 * (q - p), so it pulls q toward the prediction and vanishes where p = q (a step
+    whose own posterior stands in for the missing prediction adds no gradient).
+    Steps without a prediction (a window's first step, the first step after an episode end) are
+    excluded with `prior_mask`; the term averages over the remaining steps.
+
+    Args:
+        frames: [..., S, 64, 64] uint8 targets.
+        reconstruction: [..., S, 64, 64] float decoder mean in the [0, 1] scale.
+        logits: [..., V, C] float logits of q(z|o).
+        prior_logits: [..., V, C] float logits of the dynamics prediction p(z_hat|h) for the same
+            steps, or None to skip the consistency term (pretraining).
+        config: supplies alpha1, entropy_threshold_z (Gamma_z) and alpha2.
+        prior_mask: [...] bool, where prior_logits is a real prediction; None = everywhere.
+
+    Returns:
+        The float32 scalar total and a metrics dict of float32 scalars: obs/loss (total),
+        obs/recon, obs/entropy (H summed over variables), obs/norm_entropy, obs/entropy_loss
+        (unweighted hinge), obs/consistency (if prior_logits is given) and obs/recon_mae.
+    """
+    target = tf.cast(frames, tf.float32) / 255.0
+    error = tf.cast(reconstruction, tf.float32) - target
+    recon = 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(error), axis=[-3, -2, -1]))
+
+    log_q = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # [..., V, C]
+    q = tf.exp(log_q)
+    entropy = tf.reduce_mean(-tf.reduce_sum(q * log_q, axis=[-2, -1]))
+    num_vars, num_classes = logits.shape[-2], logits.shape[-1]
+    norm_entropy = entropy / (num_vars * math.log(num_classes))
+    entropy_loss = tf.nn.relu(config.entropy_threshold_z - norm_entropy)
+    total = recon + config.alpha1 * entropy_loss
+
+    metrics = {
+        "obs/recon": recon,
+        "obs/entropy": entropy,
+        "obs/norm_entropy": norm_entropy,
+        "obs/entropy_loss": entropy_loss,
+        "obs/recon_mae": tf.reduce_mean(tf.abs(tf.stop_gradient(error))),
+    }
+    if prior_logits is not None:
+        p = tf.nn.softmax(tf.stop_gradient(tf.cast(prior_logits, tf.float32)))
+        cross_entropy = -tf.reduce_sum(p * log_q, axis=[-2, -1])  # [...]
+        if prior_mask is None:
+            consistency = tf.reduce_mean(cross_entropy)
+        else:
+            mask = tf.cast(prior_mask, tf.float32)
+            consistency = tf.reduce_sum(mask * cross_entropy) / tf.maximum(
+                tf.reduce_sum(mask), 1.0
+            )
+        total += config.alpha2 * consistency
+        metrics["obs/consistency"] = consistency
+    metrics["obs/loss"] = total
+    return total, {name: tf.stop_gradient(value) for name, value in metrics.items()}
