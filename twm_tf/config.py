@@ -129,6 +129,22 @@ class Config:
         return path
 
 
+def load(path: str) -> Config:
+    """Reads a config.json written by `Config.save` (a run directory's resolved config)."""
+    with open(path) as f:
+        values = json.load(f)
+    kinds = {f.name: type(f.default) for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise ValueError(f"{path}: unknown config field(s) {unknown}")
+    for name, value in values.items():
+        if kinds[name] is tuple:
+            values[name] = tuple(value)
+        elif kinds[name] is float:
+            values[name] = float(value)  # JSON may hold an int, e.g. 20 for 20.0.
+    return Config(**values)
+
+
 def _fail(field: str, expected: str, value: Any) -> None:
     raise ValueError(f"config.{field} must be {expected}, got {value!r}")
 

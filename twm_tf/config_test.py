@@ -89,6 +89,11 @@ class ConfigTest(parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, message):
             config_lib.debug(**{field: value})
 
+    def test_save_load_round_trip(self):
+        config = config_lib.debug(seed=5, replay_tau=float("inf"), encoder_channels=(2, 3, 4, 5))
+        path = config.save(self.create_tempdir().full_path)
+        self.assertEqual(config_lib.load(path), config)
+
     def test_save_writes_resolved_config(self):
         directory = self.create_tempdir().full_path
         path = config_lib.debug(seed=5).save(directory)
