@@ -80,7 +80,7 @@ class Config:
     ac_hidden: tuple[int, ...] = _field((512,) * 4, "Hidden widths of actor and critic.")
     imag_starts: int = _field(400, "M: imagination starts per batch.")
     horizon: int = _field(15, "H: imagined steps per rollout.")
-    restart_threshold: float = _field(0.1, "Restart a rollout when its discount product falls below.")
+    restart_threshold: float = _field(0.1, "Restart rollouts whose discount product falls below.")
     gamma: float = _field(0.99, "Discount factor.")
     lam: float = _field(0.95, "GAE lambda.")
     entropy_coef: float = _field(0.01, "eta: weight of the thresholded policy-entropy loss.")
@@ -214,7 +214,9 @@ def validate(config: Config) -> None:
     if config.frame_size != 64:
         _fail("frame_size", "64 (the conv stacks are built for 64x64 frames)", config.frame_size)
     if len(config.decoder_channels) != 3:
-        _fail("decoder_channels", "3 channel counts (the 4th is frame_stack)", config.decoder_channels)
+        _fail(
+            "decoder_channels", "3 channel counts (the 4th is frame_stack)", config.decoder_channels
+        )
     if len(config.encoder_channels) != 4:
         _fail("encoder_channels", "4 channel counts", config.encoder_channels)
     if config.imag_starts > config.wm_batch * config.seq_len:

@@ -22,7 +22,9 @@ class ConfigTest(parameterized.TestCase):
         self.assertEqual((config.wm_batch, config.seq_len), (100, 16))
         self.assertEqual((config.imag_starts, config.horizon), (400, 15))
         self.assertEqual(config.latent_dim, 1024)
-        self.assertEqual((config.alpha1, config.alpha2, config.beta1, config.beta2), (5, 0.01, 10, 50))
+        self.assertEqual(
+            (config.alpha1, config.alpha2, config.beta1, config.beta2), (5, 0.01, 10, 50)
+        )
         self.assertEqual(config.replay_tau, 20.0)
         # 95k main-loop env steps at one train step per 0.76 env steps = 125k train steps.
         main_steps = config.env_steps - config.prefill_steps

@@ -90,7 +90,7 @@ class ReplayBuffer:
     Storage. TWM keeps the whole run (capacity = config.env_steps, no eviction), so all arrays are
     preallocated for `capacity` steps (np.zeros commits memory pages only as they are written).
     Step i stores only the NEWEST frame f_i of o_i; the stack o_i = [f_{i-3}, ..., f_i] (stack 4)
-    is rebuilt by index, where frames before an episode's first step repeat that first frame, exactly as the
+    is rebuilt by index, where frames before an episode's first step repeat that first frame, as the
     environment pads at reset (twm_tf/testdata.stacks). Bytes per step: frame 64*64 = 4,096,
     action 4, reward 4, terminated / truncated / is_first 3, visit count 8: 4,115 B, i.e. 412 MB
     at 100k steps instead of 1.6 GB for full stacks.

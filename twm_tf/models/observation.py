@@ -161,6 +161,7 @@ class ObservationModel(keras.Model):
         """
         config = self.config
         frame_shape = (config.frame_stack, config.frame_size, config.frame_size)
+        frames = tf.convert_to_tensor(frames)
         if frames.dtype != tf.uint8:
             raise ValueError(f"frames must be uint8 in [0, 255], got {frames.dtype}")
         if frames.shape.rank is None or not frames.shape[-3:].is_compatible_with(frame_shape):
@@ -186,6 +187,7 @@ class ObservationModel(keras.Model):
         """
         config = self.config
         latent_shape = (config.latent_vars, config.latent_classes)
+        z = tf.convert_to_tensor(z)
         if z.shape.rank is None or not z.shape[-2:].is_compatible_with(latent_shape):
             raise ValueError(f"z must end in {list(latent_shape)}, got {z.shape}")
         leading, static = _split_leading(z, 2)

@@ -1,0 +1,240 @@
+"""Transformer-XL layers (Dai et al. 2019): relative attention over cached projected keys."""
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+# Projected keys and values of M earlier tokens as consecutive parts, oldest first:
+# (key parts, value parts), each part [B, heads, M_i, head_dim] with sum M_i = M.
+LayerMemory = tuple[Sequence[tf.Tensor], Sequence[tf.Tensor]]
+
+
+class AttentionOutput(NamedTuple):
+    """What one attention layer returns; keys/values are the new tokens' projections to cache."""
+
+    output: tf.Tensor  # [B, Tq, D]
+    weights: tf.Tensor  # [B, heads, Tq, Tk], before dropout
+    keys: tf.Tensor  # [B, heads, Tq, head_dim]
+    values: tf.Tensor  # [B, heads, Tq, head_dim]
+
+
+class TransformerXLOutput(NamedTuple):
+    hidden: tf.Tensor  # [B, Tq, D] output of the last block
+    attention: tuple[tf.Tensor, ...]  # per layer [B, heads, Tq, Tk]
+    keys: tuple[tf.Tensor, ...]  # per layer [B, heads, Tq, head_dim]
+    values: tuple[tf.Tensor, ...]  # per layer [B, heads, Tq, head_dim]
+
+
+def sinusoidal_encoding(length: tf.Tensor, width: int) -> tf.Tensor:
+    """Sinusoids of the distances length - 1, ..., 1, 0 (descending, the key order).
+
+    Args:
+      length: number of distances Tk (scalar int).
+      width: encoding size D (even).
+
+    Returns:
+      [Tk, D] float32; row c encodes distance Tk - 1 - c with sin/cos pairs interleaved.
+    """
+    distances = tf.cast(tf.range(length - 1, -1, -1), tf.float32)  # [Tk]
+    frequencies = tf.exp(tf.range(0, width, 2, dtype=tf.float32) * (-math.log(10_000.0) / width))
+    angles = distances[:, None] * frequencies[None, :]  # [Tk, D / 2]
+    return tf.reshape(tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1), [length, width])
+
+
+def relative_shift(scores: tf.Tensor) -> tf.Tensor:
+    """Moves position scores from distance order to key order (Transformer-XL appendix B).
+
+    The Tq queries are the last Tq of the Tk keys, so query i sits at key index Tk - Tq + i.
+
+    Args:
+      scores: [B, heads, Tq, Tk], scores[..., i, c] = query i against distance Tk - 1 - c.
+
+    Returns:
+      [B, heads, Tq, Tk], entry [i, j] = query i against distance Tk - Tq + i - j. Exact for every
+      key j <= Tk - Tq + i (the causal part); entries above it are leftovers that must be masked.
+    """
+    batch, heads, queries, keys = tf.unstack(tf.shape(scores))
+    # A zero column in front, then reading the padded rows with one fewer column, slides row i
+    # left by Tq - 1 - i: the pad+reshape form of the gather scores[i, j + Tq - 1 - i].
+    padded = tf.pad(scores, [[0, 0], [0, 0], [0, 0], [1, 0]])  # [B, heads, Tq, Tk + 1]
+    padded = tf.reshape(padded, [batch, heads, keys + 1, queries])
+    return tf.reshape(padded[:, :, 1:], [batch, heads, queries, keys])
+
+
+class RelativeMultiHeadAttention(keras.layers.Layer):
+    """Multi-head self-attention with relative position scores and projected-key caching.
+
+    score(i, j) = [(q_i + u) . k_j + (q_i + v) . W_r R(i - j)] / sqrt(D), where R is a sinusoid of
+    the distance, W_r this layer's projection and u, v the global biases of the whole stack.
+    Projections have no bias. Keys and values of earlier tokens come in already projected, so a
+    call costs projections of the new tokens only.
+    """
+
+    def __init__(self, width: int, heads: int, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        if width % heads:
+            raise ValueError(f"width={width} must be divisible by heads={heads}")
+        self.width = width
+        self.heads = heads
+        self.head_dim = width // heads
+        # The paper scales by the model width, not the head size.
+        self.scale = 1.0 / math.sqrt(width)
+        self.qkv = keras.layers.Dense(3 * width, use_bias=False, name="qkv")
+        self.position = keras.layers.Dense(width, use_bias=False, name="position")
+        self.out = keras.layers.Dense(width, use_bias=False, name="out")
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape=None):
+        self.qkv.build((None, self.width))
+        self.position.build((None, self.width))
+        self.out.build((None, self.width))
+
+    def _split_heads(self, x: tf.Tensor) -> tf.Tensor:
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        x = tf.reshape(x, [batch, length, self.heads, self.head_dim])
+        return tf.transpose(x, [0, 2, 1, 3])  # [B, heads, T, head_dim]
+
+    def call(
+        self,
+        x: tf.Tensor,
+        position_encoding: tf.Tensor,
+        content_bias: tf.Tensor,
+        position_bias: tf.Tensor,
+        mask: tf.Tensor,
+        memory: LayerMemory | None = None,
+        training: bool = False,
+    ) -> AttentionOutput:
+        """Attends the Tq new tokens over the M cached and the Tq new keys (Tk = M + Tq).
+
+        Args:
+          x: [B, Tq, D] new tokens.
+          position_encoding: [Tk, D] from `sinusoidal_encoding(Tk, D)`.
+          content_bias: u, [heads, head_dim].
+          position_bias: v, [heads, head_dim].
+          mask: [B, Tq, Tk] bool, True where query i may attend key j; every query must be
+            allowed at least one key (its own).
+          memory: cached keys and values of the M preceding tokens, as parts (see LayerMemory),
+            or None (M = 0).
+          training: applies dropout to the attention weights.
+        """
+        q, new_k, new_v = (self._split_heads(p) for p in tf.split(self.qkv(x), 3, axis=-1))
+        # Scores and context are computed per part (memory parts, new tokens) and joined in the
+        # small [.., Tq, Tk] scores: the large cached keys/values are read in place, never copied.
+        keys, values = [new_k], [new_v]
+        if memory is not None:
+            keys, values = [*memory[0], new_k], [*memory[1], new_v]
+        r = self.position(position_encoding)  # [Tk, D]
+        r = tf.reshape(r, [-1, self.heads, self.head_dim])  # [Tk, heads, head_dim]
+        q_content = q + content_bias[:, None]
+        content = tf.concat(
+            [tf.einsum("bhid,bhjd->bhij", q_content, k) for k in keys], axis=-1
+        )  # [B, h, Tq, Tk]
+        position = tf.einsum("bhid,chd->bhic", q + position_bias[:, None], r)  # [B, h, Tq, Tk]
+        scores = (content + relative_shift(position)) * self.scale  # [B, h, Tq, Tk]
+        # -inf gives exact zeros on masked keys; no row is empty because a query sees itself.
+        scores = tf.where(mask[:, None], scores, float("-inf"))
+        weights = tf.nn.softmax(scores, axis=-1)  # [B, h, Tq, Tk]
+        parts = tf.split(
+            self.dropout(weights, training=training), [tf.shape(v)[2] for v in values], axis=-1
+        )
+        context = tf.add_n(
+            [tf.einsum("bhij,bhjd->bhid", w, v) for w, v in zip(parts, values, strict=True)]
+        )  # [B, h, Tq, head_dim]
+        context = tf.transpose(context, [0, 2, 1, 3])  # [B, Tq, heads, head_dim]
+        context = tf.reshape(context, [tf.shape(x)[0], tf.shape(x)[1], self.width])
+        return AttentionOutput(self.out(context), weights, new_k, new_v)
+
+
+class TransformerXLBlock(keras.layers.Layer):
+    """Relative attention and a SiLU feed-forward, each as x = LayerNorm(x + dropout(f(x)))."""
+
+    def __init__(self, width: int, heads: int, ffn: int, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.attention = RelativeMultiHeadAttention(width, heads, dropout, name="attention")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
+        self.ffn_in = keras.layers.Dense(ffn, activation="silu", name="ffn_in")
+        self.ffn_out = keras.layers.Dense(width, name="ffn_out")
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ffn_norm")
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape=None):
+        self.attention.build()
+        self.attention_norm.build((None, self.width))
+        self.ffn_in.build((None, self.width))
+        self.ffn_out.build((None, self.ffn_in.units))
+        self.ffn_norm.build((None, self.width))
+
+    def call(
+        self, x, position_encoding, content_bias, position_bias, mask, memory=None, training=False
+    ) -> AttentionOutput:
+        """Same arguments as `RelativeMultiHeadAttention.call`; output [B, Tq, D]."""
+        attention = self.attention(
+            x, position_encoding, content_bias, position_bias, mask, memory, training=training
+        )
+        x = self.attention_norm(x + self.dropout(attention.output, training=training))
+        y = self.ffn_out(self.dropout(self.ffn_in(x), training=training))
+        x = self.ffn_norm(x + self.dropout(y, training=training))
+        return attention._replace(output=x)
+
+
+class TransformerXL(keras.layers.Layer):
+    """A stack of `TransformerXLBlock`s sharing the position encodings and the biases u and v."""
+
+    def __init__(self, num_layers: int, width: int, heads: int, ffn: int, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.heads = heads
+        self.blocks = [
+            TransformerXLBlock(width, heads, ffn, dropout, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+        self.position_dropout = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape=None):
+        head_shape = (self.heads, self.width // self.heads)
+        self.content_bias = self.add_weight(
+            shape=head_shape, initializer="glorot_uniform", name="content_bias"
+        )
+        self.position_bias = self.add_weight(
+            shape=head_shape, initializer="glorot_uniform", name="position_bias"
+        )
+        for block in self.blocks:
+            block.build()
+
+    def call(
+        self,
+        x: tf.Tensor,
+        mask: tf.Tensor,
+        memory: Sequence[LayerMemory] | None = None,
+        training: bool = False,
+    ) -> TransformerXLOutput:
+        """Runs the Tq new tokens through every block.
+
+        Args:
+          x: [B, Tq, D] token embeddings.
+          mask: [B, Tq, Tk] bool, Tk = M + Tq (see `RelativeMultiHeadAttention.call`).
+          memory: per layer the cached keys and values (see LayerMemory), or None (M = 0).
+          training: enables dropout.
+        """
+        position_encoding = sinusoidal_encoding(tf.shape(mask)[-1], self.width)  # [Tk, D]
+        position_encoding = self.position_dropout(position_encoding, training=training)
+        attention, keys, values = [], [], []
+        for i, block in enumerate(self.blocks):
+            out = block(
+                x,
+                position_encoding,
+                self.content_bias,
+                self.position_bias,
+                mask,
+                None if memory is None else memory[i],
+                training=training,
+            )
+            x = out.output
+            attention.append(out.weights)
+            keys.append(out.keys)
+            values.append(out.values)
+        return TransformerXLOutput(x, tuple(attention), tuple(keys), tuple(values))

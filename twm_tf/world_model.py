@@ -1,0 +1,175 @@
+"""The world model: the VAE and the Transformer-XL trained together on replayed windows.
+
+One update on a window batch [N, l + 1] (context step + l steps):
+
+    frames o_0..o_l --encoder--> q(z_t|o_t) --sample--> z_t --decoder--> o_hat_t
+    (sg z_t, a_t, tanh r_t, done_t) --dynamics--> h_t --heads--> p(z_{t+1}|h_t), r_t, gamma_t
+
+    L_dyn on t = 0..l-1 (targets sg q(z_{t+1}|o_{t+1}), r_t, 0.99 (1 - terminated_t))
+    L_obs on t = 0..l   (consistency with sg p(z_t|h_{t-1}) for t >= 1)
+
+Both losses come from one forward pass: the stop-gradients make them independent, so applying the
+dynamics optimizer first and the observation optimizer second (SPEC's order) equals two separate
+steps in which the observation step sees the dynamics prediction made before the dynamics update.
+"""
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from twm_tf import config as config_lib
+from twm_tf.models import dynamics
+from twm_tf.models import observation
+
+
+class Batch(NamedTuple):
+    """Replayed windows [N, L] (L = seq_len + 1, element 0 the context step)."""
+
+    frames: tf.Tensor  # [N, L, S, 64, 64] uint8
+    actions: tf.Tensor  # [N, L] int32
+    rewards: tf.Tensor  # [N, L] float32, raw game reward
+    terminated: tf.Tensor  # [N, L] bool
+    dones: tf.Tensor  # [N, L] bool, the next observation starts a new episode
+
+
+class Latents(NamedTuple):
+    """What imagination needs from a world-model update (all without gradient)."""
+
+    z: tf.Tensor  # [N, L, V, C] straight-through samples of every window step
+    actions: tf.Tensor  # [N, L] int32
+    rewards: tf.Tensor  # [N, L] float32, tanh-transformed
+    dones: tf.Tensor  # [N, L] bool
+
+
+def batch_signature(config: config_lib.Config, batch_size: int, length: int) -> Batch:
+    """TensorSpecs of a Batch; fixed shapes so the train step traces once."""
+    size, stack = config.frame_size, config.frame_stack
+    return Batch(
+        frames=tf.TensorSpec([batch_size, length, stack, size, size], tf.uint8),
+        actions=tf.TensorSpec([batch_size, length], tf.int32),
+        rewards=tf.TensorSpec([batch_size, length], tf.float32),
+        terminated=tf.TensorSpec([batch_size, length], tf.bool),
+        dones=tf.TensorSpec([batch_size, length], tf.bool),
+    )
+
+
+def _adam(learning_rate: float, clip: float, config: config_lib.Config) -> keras.optimizers.Adam:
+    return keras.optimizers.Adam(
+        learning_rate=learning_rate,
+        epsilon=config.adam_eps,
+        weight_decay=config.weight_decay,
+        global_clipnorm=clip,
+    )
+
+
+class WorldModel(tf.Module):
+    """The observation and dynamics models with their optimizers and joint update."""
+
+    def __init__(self, config: config_lib.Config, num_actions: int):
+        super().__init__(name="world_model")
+        self.config = config
+        self.num_actions = num_actions
+        self.observation = observation.ObservationModel(config)
+        self.dynamics = dynamics.DynamicsModel(config, num_actions)
+        self.obs_optimizer = _adam(config.obs_lr, config.wm_clip, config)
+        self.dyn_optimizer = _adam(config.dyn_lr, config.wm_clip, config)
+
+    def build(self) -> None:
+        """Creates every variable (models and optimizers) so checkpoints restore eagerly."""
+        config = self.config
+        size, stack = config.frame_size, config.frame_stack
+        frames = tf.zeros([1, 2, stack, size, size], tf.uint8)
+        logits = self.observation.encode(frames)
+        self.observation.decode(observation.latent_mode(logits))
+        zeros = tf.zeros([1, 2])
+        self.dynamics(observation.latent_mode(logits), tf.zeros([1, 2], tf.int32), zeros, zeros > 0)
+        self.obs_optimizer.build(self.observation.trainable_variables)
+        self.dyn_optimizer.build(self.dynamics.trainable_variables)
+
+    def losses(self, batch: Batch, seed: tf.Tensor, training: bool = True):
+        """Both losses of one window batch.
+
+        Args:
+          batch: replayed windows [N, L].
+          seed: [2] int stateless seed of the latent samples.
+          training: dropout on.
+
+        Returns:
+          (obs_loss, dyn_loss, metrics, latents).
+        """
+        config = self.config
+        logits = self.observation.encode(batch.frames, training=training)  # [N, L, V, C]
+        z = observation.sample_latent(logits, seed)
+        reconstruction = self.observation.decode(z, training=training)
+        rewards = tf.tanh(batch.rewards)
+        z_input = tf.stop_gradient(z)
+        out = self.dynamics(z_input, batch.actions, rewards, batch.dones, training=training)
+
+        dyn_loss, dyn_metrics = dynamics.dynamics_loss(
+            dynamics.DynamicsOutput(
+                next_logits=out.next_logits[:, :-1],
+                reward=out.reward[:, :-1],
+                discount_logit=out.discount_logit[:, :-1],
+                attention=None,
+            ),
+            target_logits=logits[:, 1:],
+            rewards=rewards[:, :-1],
+            terminated=batch.terminated[:, :-1],
+            dones=batch.dones[:, :-1],
+            config=config,
+        )
+        # z_t is predicted from h_{t-1}: the context step has no prediction and neither has a
+        # step after an episode end; the mask leaves both out of the consistency term.
+        prior_logits = tf.concat([logits[:, :1], out.next_logits[:, :-1]], axis=1)
+        prior_mask = tf.concat(
+            [tf.zeros_like(batch.dones[:, :1]), tf.logical_not(batch.dones[:, :-1])], axis=1
+        )
+        obs_loss, obs_metrics = observation.observation_loss(
+            batch.frames,
+            reconstruction,
+            logits,
+            tf.stop_gradient(prior_logits),
+            config,
+            prior_mask=prior_mask,
+        )
+        latents = Latents(z=z_input, actions=batch.actions, rewards=rewards, dones=batch.dones)
+        return obs_loss, dyn_loss, {**obs_metrics, **dyn_metrics}, latents
+
+    def train_step(self, batch: Batch, seed: tf.Tensor):
+        """One world-model update; returns (metrics, latents). Wrap in tf.function."""
+        obs_vars = self.observation.trainable_variables
+        dyn_vars = self.dynamics.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            obs_loss, dyn_loss, metrics, latents = self.losses(batch, seed)
+        dyn_grads = tape.gradient(dyn_loss, dyn_vars)
+        obs_grads = tape.gradient(obs_loss, obs_vars)
+        del tape
+        self.dyn_optimizer.apply_gradients(zip(dyn_grads, dyn_vars))
+        self.obs_optimizer.apply_gradients(zip(obs_grads, obs_vars))
+        metrics["wm/dyn_grad_norm"] = tf.linalg.global_norm(dyn_grads)
+        metrics["wm/obs_grad_norm"] = tf.linalg.global_norm(obs_grads)
+        return metrics, latents
+
+    def observation_step(self, frames: tf.Tensor, seed: tf.Tensor) -> dict:
+        """VAE-only update on single observations [B, S, 64, 64] (pretraining: no prior yet)."""
+        variables = self.observation.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.observation.encode(frames, training=True)
+            z = observation.sample_latent(logits, seed)
+            reconstruction = self.observation.decode(z, training=True)
+            loss, metrics = observation.observation_loss(
+                frames, reconstruction, logits, None, self.config
+            )
+        grads = tape.gradient(loss, variables)
+        self.obs_optimizer.apply_gradients(zip(grads, variables))
+        return metrics
+
+    def dynamics_step(self, batch: Batch, seed: tf.Tensor) -> dict:
+        """Dynamics-only update on windows, the VAE fixed (pretraining)."""
+        variables = self.dynamics.trainable_variables
+        with tf.GradientTape() as tape:
+            _, dyn_loss, metrics, _ = self.losses(batch, seed)
+        grads = tape.gradient(dyn_loss, variables)
+        self.dyn_optimizer.apply_gradients(zip(grads, variables))
+        return {k: v for k, v in metrics.items() if k.startswith("dyn/")}
