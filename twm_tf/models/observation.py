@@ -295,9 +295,7 @@ def observation_loss(
             consistency = tf.reduce_mean(cross_entropy)
         else:
             mask = tf.cast(prior_mask, tf.float32)
-            consistency = tf.reduce_sum(mask * cross_entropy) / tf.maximum(
-                tf.reduce_sum(mask), 1.0
-            )
+            consistency = tf.reduce_sum(mask * cross_entropy) / tf.maximum(tf.reduce_sum(mask), 1.0)
         total += config.alpha2 * consistency
         metrics["obs/consistency"] = consistency
     metrics["obs/loss"] = total

@@ -1,0 +1,136 @@
+"""Imagined rollouts: the policy acts inside the world model for H steps from M real starts.
+
+Every step feeds only the newest tokens to the Transformer-XL, whose cache holds each layer's
+projected keys/values, so the cost per step is flat in the step index. The loop is a
+tf.while_loop over fixed shapes: one trace per (M, H).
+
+    context (real)      start (real)    imagined ...
+    z_{s-1} a_{s-1} | r_{s-1} z_s a_s | r_s z_{s+1} a_{s+1} | ...
+                                   h_s -> z_{s+1}, r_s, gamma_s
+
+A rollout restarts when the product of its predicted discounts since its (re)start falls below
+config.restart_threshold: the next state is the encoder sample of a random buffer observation,
+attention to the rollout's past is cut (reset) and the product restarts at 1.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from twm_tf import config as config_lib
+from twm_tf.models import actor_critic
+from twm_tf.models import dynamics
+from twm_tf.models import observation
+
+
+class Trajectory(NamedTuple):
+    """An imagined batch; time on axis 1."""
+
+    z: tf.Tensor  # [M, H + 1, V, C] states z_0..z_H (z_H only bootstraps)
+    actions: tf.Tensor  # [M, H] int32
+    rewards: tf.Tensor  # [M, H] predicted mean of tanh reward r_t
+    discounts: tf.Tensor  # [M, H] predicted gamma_t
+    dones: tf.Tensor  # [M, H] bool, the rollout restarts after step t
+    restarts: tf.Tensor  # [M, H] bool, step t begins a fresh rollout
+
+
+def _batch_major(x: tf.Tensor) -> tf.Tensor:
+    """[H, M, ...] -> [M, H, ...]."""
+    return tf.transpose(x, [1, 0, *range(2, x.shape.rank)])
+
+
+def select_starts(latents, num_starts: int, seed: tf.Tensor):
+    """Draws M (context, start) pairs without replacement from the window batch.
+
+    Args:
+      latents: world_model.Latents with [N, L] tensors (L = l + 1).
+      num_starts: M <= N * l.
+      seed: [2] stateless seed.
+
+    Returns:
+      (context_z [M, V, C], context_action [M], context_reward [M], context_done [M],
+       start_z [M, V, C]).
+    """
+    n, length = latents.actions.shape[0], latents.actions.shape[1]
+    pairs = n * (length - 1)
+    # Gumbel top-k of equal logits = uniform sampling without replacement.
+    noise = tf.random.stateless_uniform([pairs], seed, minval=1e-9, maxval=1.0)
+    _, flat = tf.math.top_k(-tf.math.log(-tf.math.log(noise)), k=num_starts)
+    row, col = flat // (length - 1), flat % (length - 1)
+    context = tf.stack([row, col], axis=-1)  # step s - 1
+    start = tf.stack([row, col + 1], axis=-1)  # step s
+    return (
+        tf.gather_nd(latents.z, context),
+        tf.gather_nd(latents.actions, context),
+        tf.gather_nd(latents.rewards, context),
+        tf.gather_nd(latents.dones, context),
+        tf.gather_nd(latents.z, start),
+    )
+
+
+def rollout(
+    dynamics_model: dynamics.DynamicsModel,
+    actor: actor_critic.Actor,
+    starts,
+    restart_z: tf.Tensor,
+    seed: tf.Tensor,
+    config: config_lib.Config,
+) -> Trajectory:
+    """Imagines config.horizon steps from each start.
+
+    Args:
+      dynamics_model: the Transformer-XL.
+      actor: the policy.
+      starts: the tuple of select_starts.
+      restart_z: [M, V, C] encoder samples of random buffer observations; row m replaces
+        rollout m's state whenever it restarts.
+      seed: [2] stateless seed.
+      config: horizon, restart_threshold.
+
+    Returns:
+      The Trajectory (no gradient).
+    """
+    context_z, context_action, context_reward, context_done, start_z = starts
+    m = start_z.shape[0]
+    horizon = config.horizon
+    seeds = tf.random.experimental.stateless_split(seed, num=2 * horizon)
+    _, cache = dynamics_model.prefill(
+        context_z[:, None], context_action[:, None], context_reward[:, None], context_done[:, None]
+    )
+
+    def body(t, cache, z, prev_reward, reset, product, arrays):
+        action = actor_critic.sample_actions(actor(z), seeds[2 * t])
+        out, cache = dynamics_model.step(cache, z, action, prev_reward, reset=reset)
+        next_z = observation.sample_latent(out.next_logits, seeds[2 * t + 1])
+        discount = tf.sigmoid(out.discount_logit)
+        product = product * discount
+        done = product < config.restart_threshold
+        arrays = (
+            arrays[0].write(t, z),
+            arrays[1].write(t, action),
+            arrays[2].write(t, out.reward),
+            arrays[3].write(t, discount),
+            arrays[4].write(t, done),
+            arrays[5].write(t, reset),
+        )
+        next_z = tf.where(done[:, None, None], restart_z, next_z)
+        product = tf.where(done, tf.ones_like(product), product)
+        return t + 1, cache, next_z, out.reward, done, product, arrays
+
+    arrays = tuple(
+        tf.TensorArray(dtype, size=horizon)
+        for dtype in (tf.float32, tf.int32, tf.float32, tf.float32, tf.bool, tf.bool)
+    )
+    _, _, last_z, _, _, _, arrays = tf.while_loop(
+        lambda t, *_: t < horizon,
+        body,
+        (tf.constant(0), cache, start_z, context_reward, context_done, tf.ones([m]), arrays),
+    )
+    z, actions, rewards, discounts, dones, restarts = (
+        _batch_major(array.stack()) for array in arrays
+    )
+    z = tf.concat([z, last_z[:, None]], axis=1)
+    return tf.nest.map_structure(
+        tf.stop_gradient,
+        Trajectory(z, actions, rewards, discounts, dones, restarts),
+    )

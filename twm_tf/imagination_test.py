@@ -1,0 +1,163 @@
+"""Tests of the imagination rollout against a slow full-recompute reference."""
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+
+from twm_tf import config as config_lib
+from twm_tf import imagination
+from twm_tf import testing
+from twm_tf import world_model as world_model_lib
+from twm_tf.models import actor_critic
+from twm_tf.models import dynamics
+from twm_tf.models import observation
+
+NUM_ACTIONS = 3
+
+
+def _latents(config, n, length, seed=0):
+    """Random actions/rewards/dones; z of window step (row, col) spells the index in base C."""
+    rng = np.random.default_rng(seed)
+    index = (np.arange(n * length) + seed).reshape(n, length, 1)
+    classes = (
+        index // config.latent_classes ** np.arange(config.latent_vars) % config.latent_classes
+    )
+    return world_model_lib.Latents(
+        z=tf.constant(np.eye(config.latent_classes, dtype=np.float32)[classes]),
+        actions=tf.constant(rng.integers(0, NUM_ACTIONS, [n, length]), tf.int32),
+        rewards=tf.constant(np.tanh(rng.standard_normal([n, length])), tf.float32),
+        dones=tf.constant(rng.random([n, length]) < 0.2),
+    )
+
+
+def _reference(model, actor, starts, restart_z, seed, config):
+    """Recomputes the whole imagined sequence with the full-window model at every step."""
+    context_z, context_action, context_reward, context_done, z = starts
+    seeds = tf.random.experimental.stateless_split(seed, num=2 * config.horizon)
+    zs, actions, rewards, dones = [context_z], [context_action], [context_reward], [context_done]
+    product = tf.ones([z.shape[0]])
+    records = []
+    for t in range(config.horizon):
+        action = actor_critic.sample_actions(actor(z), seeds[2 * t])
+        zs.append(z)
+        actions.append(action)
+        # The reward and done of step t are not inputs of its own prediction (read at a_t).
+        out = model(
+            tf.stack(zs, 1),
+            tf.stack(actions, 1),
+            tf.stack([*rewards, tf.zeros_like(context_reward)], 1),
+            tf.stack([*dones, tf.zeros_like(context_done)], 1),
+        )
+        next_logits, reward = out.next_logits[:, -1], out.reward[:, -1]
+        discount = tf.sigmoid(out.discount_logit[:, -1])
+        next_z = observation.sample_latent(next_logits, seeds[2 * t + 1])
+        product *= discount
+        done = product < config.restart_threshold
+        records.append((action, reward, discount, done))
+        rewards.append(reward)
+        dones.append(done)
+        z = tf.where(done[:, None, None], restart_z, next_z)
+        product = tf.where(done, tf.ones_like(product), product)
+    return zs[1:] + [z], records
+
+
+class ImaginationTest(testing.TestCase):
+    def setUp(self):
+        super().setUp()
+        # Memory longer than the rollout, so the full-window reference sees every step; a
+        # restart threshold that fires after ~2 predicted discounts of 0.99.
+        self.config = config_lib.debug(horizon=5, memory_steps=8, restart_threshold=0.985)
+        self.model = dynamics.DynamicsModel(self.config, NUM_ACTIONS)
+        self.actor = actor_critic.Actor(self.config, NUM_ACTIONS)
+        self.actor(tf.zeros([1, self.config.latent_vars, self.config.latent_classes]))
+
+    def test_select_starts_pairs_context_with_next_step(self):
+        config = self.config
+        latents = _latents(config, n=4, length=5)
+        starts = imagination.select_starts(latents, 16, tf.constant([3, 4], tf.int64))
+        context_z, context_action, _, _, start_z = (s.numpy() for s in starts)
+        z = latents.z.numpy()
+        found = set()
+        for m in range(16):
+            (row, col), *_ = np.argwhere(np.all(z == start_z[m], axis=(2, 3)))
+            self.assertGreaterEqual(col, 1)  # a start always has its real context step
+            np.testing.assert_array_equal(context_z[m], z[row, col - 1])
+            self.assertEqual(context_action[m], latents.actions.numpy()[row, col - 1])
+            found.add((row, col))
+        self.assertLen(found, 16)  # without replacement
+
+    def test_rollout_equals_full_recompute_reference(self):
+        config = self.config
+        latents = _latents(config, n=4, length=5)
+        seed = tf.constant([7, 8], tf.int64)
+        starts = imagination.select_starts(latents, 6, seed)
+        restart_z = latents.z.numpy()[:, 0].repeat(2, axis=0)[:6]
+        trajectory = tf.function(imagination.rollout)(
+            self.model, self.actor, starts, tf.constant(restart_z), seed, config
+        )
+        zs, records = _reference(self.model, self.actor, starts, restart_z, seed, config)
+        action, reward, discount, done = (np.stack(x, 1) for x in zip(*records))
+        self.assertTrue(done.any(), "the test must exercise restarts")
+        self.assertAllClose(trajectory.z, np.stack(zs, 1))
+        self.assertAllEqual(trajectory.actions, action)
+        self.assertAllClose(trajectory.rewards, reward, atol=1e-5)
+        self.assertAllClose(trajectory.discounts, discount, atol=1e-5)
+        self.assertAllEqual(trajectory.dones, done)
+        restarts = np.concatenate([starts[3].numpy()[:, None], done[:, :-1]], axis=1)
+        self.assertAllEqual(trajectory.restarts, restarts)
+
+    def test_rollout_traces_once(self):
+        config = self.config
+        rollout = tf.function(imagination.rollout)
+        for i in range(3):
+            latents = _latents(config, n=4, length=5, seed=i)
+            seed = tf.constant([i, 0], tf.int64)
+            starts = imagination.select_starts(latents, 6, seed)
+            rollout(self.model, self.actor, starts, starts[4], seed, config)
+        self.assertEqual(rollout.experimental_get_tracing_count(), 1)
+
+
+class _RewardedActionWorld:
+    """A fixed toy world with the rollout's dynamics API: reward 1 for action 2, else 0."""
+
+    def __init__(self, config):
+        self.logits = tf.zeros([config.latent_vars, config.latent_classes])
+
+    def prefill(self, z, actions, rewards, dones):
+        return None, tf.zeros([z.shape[0]])
+
+    def step(self, cache, z, action, prev_reward, reset):
+        batch = tf.shape(action)[0]
+        output = dynamics.DynamicsOutput(
+            next_logits=tf.tile(self.logits[None], [batch, 1, 1]),
+            reward=tf.cast(action == 2, tf.float32),
+            discount_logit=tf.fill([batch], 4.6),  # gamma ~ 0.99
+            attention=None,
+        )
+        return output, cache
+
+
+class PolicyLearningTest(testing.TestCase):
+    def test_actor_learns_the_rewarded_action_in_imagination(self):
+        config = config_lib.debug(horizon=4, actor_lr=3e-3, critic_lr=3e-3)
+        world = _RewardedActionWorld(config)
+        agent = actor_critic.ActorCritic(config, NUM_ACTIONS)
+        latents = _latents(config, n=4, length=5)
+
+        @tf.function
+        def train(seed):
+            seeds = tf.random.experimental.stateless_split(seed, num=2)
+            starts = imagination.select_starts(latents, config.imag_starts, seeds[0])
+            trajectory = imagination.rollout(
+                world, agent.actor, starts, starts[4], seeds[1], config
+            )
+            return agent.update(*trajectory)
+
+        for i in range(300):
+            train(tf.constant([i, 1], tf.int64))
+        probs = tf.nn.softmax(agent.actor(latents.z), axis=-1).numpy()
+        self.assertGreater(probs[..., 2].mean(), 0.9)
+
+
+if __name__ == "__main__":
+    absltest.main()
