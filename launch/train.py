@@ -1,0 +1,43 @@
+"""Trains TWM on one Atari 100k game; running the same command again resumes the run.
+
+python -m launch.train --game=Pong --run_dir=runs/pong
+python -m launch.train --preset=debug --run_dir=/tmp/twm_debug --config.env_steps=500
+"""
+
+import json
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from twm_tf import agent as agent_lib
+from twm_tf import config as config_lib
+
+_GAME = flags.DEFINE_string("game", None, "Atari 100k game, e.g. Pong (default: the preset's).")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Checkpoints, TensorBoard logs, eval.json.")
+_SEED = flags.DEFINE_integer("seed", None, "Seed of every generator (default: the preset's).")
+_EVAL_EPISODES = flags.DEFINE_integer(
+    "eval_episodes", None, "Games of the final evaluation (default: the preset's, paper 100)."
+)
+config_lib.define_flags()
+flags.mark_flag_as_required("run_dir")
+
+
+def main(argv):
+    del argv
+    tf.get_logger().setLevel("WARNING")  # Checkpoint saves log at INFO on every write.
+    overrides = {
+        name: flag.value
+        for name, flag in (("game", _GAME), ("seed", _SEED), ("eval_episodes", _EVAL_EPISODES))
+        if flag.value is not None
+    }
+    try:
+        config = config_lib.from_flags(**overrides)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    summary = agent_lib.Agent(config, _RUN_DIR.value).train()
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("returns", "lengths")}))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,456 @@
+"""The TWM agent: the three-phase training loop, checkpoints, summaries and evaluation.
+
+    prefill      config.prefill_steps uniformly random env steps
+    pretrain     on the prefill data: VAE on single frames, dynamics on uniform windows, then
+                 critic on real encoded sequences with an entropy-only actor (SPEC "Schedule")
+    main loop    per env step (policy acts on z = mode of the encoder of the last 4 frames), add
+                 1 / env_steps_per_train_step train credits; each whole credit is one train step:
+                 a world-model update on N x (l + 1) balanced windows, then imagination of M x H
+                 steps and one critic + actor update
+
+Every counter, generator and env lives in the checkpoint (the replay buffer in a file beside it),
+so running the same command again resumes exactly where the last checkpoint left off.
+"""
+
+import csv
+import io
+import json
+import os
+import time
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tqdm
+from absl import logging
+
+from twm_tf import config as config_lib
+from twm_tf import evaluation
+from twm_tf import imagination
+from twm_tf import replay as replay_lib
+from twm_tf import world_model as world_model_lib
+from twm_tf.envs import atari
+from twm_tf.models import actor_critic
+from twm_tf.models import observation
+
+
+class Schedule(NamedTuple):
+    """Update counts implied by the config (all in updates, not samples)."""
+
+    pretrain_obs: int
+    pretrain_dyn: int
+    pretrain_ac: int
+    main_train_steps: int
+
+
+def schedule(config: config_lib.Config) -> Schedule:
+    """The number of updates of each phase; pretraining budgets are in batch elements."""
+    samples = config.pretrain_samples
+    main_env_steps = config.env_steps - config.prefill_steps
+    return Schedule(
+        pretrain_obs=round(samples * config.pretrain_obs_fraction / config.pretrain_obs_batch),
+        pretrain_dyn=round(
+            samples * config.pretrain_dyn_fraction / (config.wm_batch * config.seq_len)
+        ),
+        pretrain_ac=round(
+            samples * config.pretrain_ac_fraction / (config.imag_starts * config.horizon)
+        ),
+        main_train_steps=int(main_env_steps / config.env_steps_per_train_step + 1e-9),
+    )
+
+
+class _LoopState(tf.train.experimental.PythonState):
+    """The Python side of the loop (env, NumPy RNG, current observation) inside the checkpoint."""
+
+    def __init__(self, agent: "Agent"):
+        self._agent = agent
+
+    def serialize(self) -> bytes:
+        agent = self._agent
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            env=np.frombuffer(agent.env.get_state().to_bytes(), np.uint8),
+            rng=np.frombuffer(json.dumps(agent.rng.bit_generator.state).encode(), np.uint8),
+            obs=agent.obs,
+            scalars=np.array([agent.first, agent.episode_return, agent.train_credit], np.float64),
+        )
+        return buffer.getvalue()
+
+    def deserialize(self, data: bytes) -> None:
+        agent = self._agent
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            agent.env.set_state(atari.EnvState.from_bytes(arrays["env"].tobytes()))
+            agent.rng.bit_generator.state = json.loads(arrays["rng"].tobytes())
+            agent.obs = arrays["obs"]
+            first, agent.episode_return, agent.train_credit = arrays["scalars"].tolist()
+            agent.first = bool(first)
+
+
+def _dropout_states(models) -> list:
+    # Keras 3 keeps each Dropout's RNG state in a variable that tf.train.Checkpoint does not track
+    # through the layer; listing them keeps dropout masks identical after a resume.
+    return [v for m in models for v in m.variables if "seed_generator_state" in v.path]
+
+
+class Agent:
+    """Trains one TWM agent in `run_dir`; `train()` runs or resumes the whole schedule."""
+
+    def __init__(self, config: config_lib.Config, run_dir: str):
+        self.config = config
+        self.run_dir = run_dir
+        self.schedule = schedule(config)
+        self.env = atari.make(
+            config.game,
+            seed=config.seed,
+            training=True,
+            noop_max=config.noop_max,
+            max_episode_steps=config.max_episode_steps,
+            frame_skip=config.frame_skip,
+            frame_stack=config.frame_stack,
+            frame_size=config.frame_size,
+        )
+        self.num_actions = self.env.num_actions
+        self.replay = replay_lib.ReplayBuffer(
+            capacity=config.env_steps,
+            frame_size=config.frame_size,
+            stack=config.frame_stack,
+            tau=config.replay_tau,
+            seed=config.seed,
+        )
+        # Initial weights and dropout seeds come from Keras' global generator: seed it so that
+        # equal configs give equal runs (also across Agents in one process).
+        keras.utils.set_random_seed(config.seed)
+        self.world_model = world_model_lib.WorldModel(config, self.num_actions)
+        self.world_model.build()
+        self.actor_critic = actor_critic.ActorCritic(config, self.num_actions)
+        self.generator = tf.random.Generator.from_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.obs = self.env.reset()
+        self.first = True
+        self.episode_return = 0.0
+        self.train_credit = 0.0
+        self.last_return = float("nan")
+        self._metrics = {}
+        self._log_mark = (time.monotonic(), 0)
+        self.counters = {
+            name: tf.Variable(0, dtype=tf.int64, name=name)
+            for name in ("env_steps", "episodes", "pretrain_updates", "train_steps")
+        }
+        models = (
+            self.world_model.observation,
+            self.world_model.dynamics,
+            self.actor_critic.actor,
+            self.actor_critic.critic,
+        )
+        self.checkpoint = tf.train.Checkpoint(
+            world_model=self.world_model,
+            actor_critic=self.actor_critic,
+            generator=self.generator,
+            counters=self.counters,
+            dropout_rng=_dropout_states(models),
+            loop=_LoopState(self),
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=2
+        )
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+        self._compile()
+
+    # ----------------------------------------------------------------- compiled steps
+
+    def _compile(self) -> None:
+        config, wm, ac = self.config, self.world_model, self.actor_critic
+        jit = config.jit_compile
+        size, stack = config.frame_size, config.frame_stack
+        seed_spec = tf.TensorSpec([2], tf.int64)
+        window = world_model_lib.batch_signature(config, config.wm_batch, config.seq_len + 1)
+        obs_spec = tf.TensorSpec([config.imag_starts, stack, size, size], tf.uint8)
+        frames_spec = tf.TensorSpec([None, stack, size, size], tf.uint8)
+
+        @tf.function(input_signature=[frames_spec, seed_spec])
+        def policy(frames, seed):
+            z = observation.latent_mode(wm.observation.encode(frames))
+            return ac.act(z, seed)
+
+        @tf.function(input_signature=[window, obs_spec, seed_spec], jit_compile=jit)
+        def train_step(batch, restart_obs, seed):
+            seeds = tf.random.experimental.stateless_split(seed, num=4)
+            metrics, latents = wm.train_step(batch, seeds[0])
+            starts = imagination.select_starts(latents, config.imag_starts, seeds[1])
+            restart_z = observation.sample_latent(wm.observation.encode(restart_obs), seeds[2])
+            trajectory = imagination.rollout(
+                wm.dynamics, ac.actor, starts, restart_z, seeds[3], config
+            )
+            metrics.update(ac.update(*trajectory))
+            metrics["imagination/reward_mean"] = tf.reduce_mean(trajectory.rewards)
+            metrics["imagination/discount_mean"] = tf.reduce_mean(trajectory.discounts)
+            metrics["imagination/restarts"] = tf.reduce_mean(tf.cast(trajectory.dones, tf.float32))
+            return metrics
+
+        pretrain_obs_spec = tf.TensorSpec([config.pretrain_obs_batch, stack, size, size], tf.uint8)
+
+        @tf.function(input_signature=[pretrain_obs_spec, seed_spec], jit_compile=jit)
+        def pretrain_obs(frames, seed):
+            return wm.observation_step(frames, seed)
+
+        @tf.function(input_signature=[window, seed_spec], jit_compile=jit)
+        def pretrain_dyn(batch, seed):
+            return wm.dynamics_step(batch, seed)
+
+        ac_window = world_model_lib.batch_signature(config, config.imag_starts, config.horizon + 1)
+
+        @tf.function(input_signature=[ac_window, seed_spec], jit_compile=jit)
+        def pretrain_ac(batch, seed):
+            logits = wm.observation.encode(batch.frames)
+            z = observation.sample_latent(logits, seed)
+            discounts = config.gamma * (1.0 - tf.cast(batch.terminated, tf.float32))
+            return ac.update(
+                z,
+                None,
+                tf.tanh(batch.rewards[:, :-1]),
+                discounts[:, :-1],
+                batch.dones[:, :-1],
+                entropy_only=True,
+            )
+
+        self._policy = policy
+        self._train_step = train_step
+        self._pretrain = (pretrain_obs, pretrain_dyn, pretrain_ac)
+
+    def _seed(self) -> tf.Tensor:
+        return self.generator.make_seeds(1)[:, 0]
+
+    @staticmethod
+    def _window(batch: replay_lib.Batch) -> world_model_lib.Batch:
+        return world_model_lib.Batch(*batch[: len(world_model_lib.Batch._fields)])
+
+    # ----------------------------------------------------------------- the loop
+
+    def train(self, until: int | None = None) -> dict | None:
+        """Runs (or resumes) the schedule up to env step `until` (default: the whole budget).
+
+        Returns:
+          The final evaluation's summary (also in <run_dir>/eval.json) once the budget is
+          spent; None when stopped earlier at `until` (a checkpoint is written either way).
+        """
+        config = self.config
+        target = config.env_steps if until is None else min(until, config.env_steps)
+        os.makedirs(self.run_dir, exist_ok=True)
+        config.save(self.run_dir)
+        self._restore()
+        steps = self.counters["env_steps"]
+        progress = tqdm.tqdm(
+            total=config.env_steps, initial=int(steps), unit="step", dynamic_ncols=True
+        )
+        try:
+            while int(steps) < min(target, config.prefill_steps):
+                self._env_step(int(self.rng.integers(self.num_actions)))
+                progress.update(1)
+                self._maybe_checkpoint()
+            if int(steps) >= config.prefill_steps:
+                self._pretrain_phase(progress)
+            while int(steps) < target:
+                self._main_step(progress)
+        finally:
+            progress.close()
+            self.save()
+        if int(steps) < config.env_steps:
+            return None
+        return self.evaluate_final()
+
+    def _main_step(self, progress: tqdm.tqdm) -> None:
+        """One env step with the policy and the train steps its credit pays for."""
+        config = self.config
+        action = self._policy(self.obs[None], self._seed())[0]
+        self._env_step(int(action))
+        self.train_credit += 1.0 / config.env_steps_per_train_step
+        metrics = {}
+        while self.train_credit >= 1.0 - 1e-9:
+            self.train_credit -= 1.0
+            metrics = self._train()
+            self.counters["train_steps"].assign_add(1)
+        self._log(metrics, progress)
+        progress.update(1)
+        self._maybe_evaluate()
+        self._maybe_checkpoint()
+
+    def _env_step(self, action: int) -> None:
+        step = self.env.step(action)
+        self.replay.add(
+            obs_or_frame=self.obs,
+            action=action,
+            reward=step.reward,
+            terminated=step.terminated,
+            truncated=step.truncated,
+            is_first=self.first,
+        )
+        self.episode_return += float(step.reward)
+        self.obs, self.first = step.obs, bool(step.is_first)
+        env_steps = int(self.counters["env_steps"].assign_add(1))
+        if step.new_game:
+            self._end_episode(env_steps)
+
+    def _end_episode(self, env_steps: int) -> None:
+        episode = int(self.counters["episodes"].assign_add(1))
+        with open(os.path.join(self.run_dir, "episodes.csv"), "a", newline="") as f:
+            csv.writer(f).writerow([env_steps, episode, self.episode_return])
+        with self.writer.as_default(step=env_steps):
+            tf.summary.scalar("env/episode_return", self.episode_return)
+        self.last_return = self.episode_return
+        self.episode_return = 0.0
+
+    def _train(self) -> dict:
+        config = self.config
+        batch = self.replay.sample(config.wm_batch, config.seq_len)
+        restart_obs = self.replay.sample_observations(config.imag_starts)
+        return self._train_step(self._window(batch), restart_obs, self._seed())
+
+    def _pretrain_phase(self, progress: tqdm.tqdm) -> None:
+        """Pretraining on the prefill data; resumable at update granularity."""
+        config, sched = self.config, self.schedule
+        pretrain_obs, pretrain_dyn, pretrain_ac = self._pretrain
+        phases = (
+            (
+                sched.pretrain_obs,
+                "VAE",
+                lambda: pretrain_obs(
+                    self.replay.sample_observations(config.pretrain_obs_batch), self._seed()
+                ),
+            ),
+            (
+                sched.pretrain_dyn,
+                "dynamics",
+                lambda: pretrain_dyn(
+                    self._window(self.replay.sample_uniform(config.wm_batch, config.seq_len)),
+                    self._seed(),
+                ),
+            ),
+            (
+                sched.pretrain_ac,
+                "actor-critic",
+                lambda: pretrain_ac(
+                    self._window(self.replay.sample_uniform(config.imag_starts, config.horizon)),
+                    self._seed(),
+                ),
+            ),
+        )
+        done = self.counters["pretrain_updates"]
+        offset = 0
+        for count, name, update in phases:
+            while int(done) < offset + count:
+                metrics = update()
+                done.assign_add(1)
+                progress.set_description(
+                    f"pretrain {name} {int(done) - offset}/{count}", refresh=False
+                )
+                if int(done) % 100 == 0 or int(done) == offset + count:
+                    self._write_summaries(metrics, int(done), prefix="pretrain/")
+                    self._save_every(100)
+            offset += count
+        progress.set_description("train", refresh=False)
+
+    # ----------------------------------------------------------------- logging, checkpoints
+
+    def _log(self, metrics: dict, progress: tqdm.tqdm) -> None:
+        """Every log_every env steps: TensorBoard summaries and the progress line's numbers."""
+        self._metrics = metrics or self._metrics
+        env_steps = int(self.counters["env_steps"])
+        if env_steps % self.config.log_every:
+            return
+        now, train_steps = time.monotonic(), int(self.counters["train_steps"])
+        last_time, last_train_steps = self._log_mark
+        updates_per_second = (train_steps - last_train_steps) / max(now - last_time, 1e-9)
+        self._log_mark = (now, train_steps)
+        self._write_summaries(self._metrics, env_steps)
+        with self.writer.as_default(step=env_steps):
+            tf.summary.scalar("perf/env_steps_per_second", progress.format_dict["rate"] or 0.0)
+            tf.summary.scalar("perf/updates_per_second", updates_per_second)
+            tf.summary.scalar("replay/tau", self.config.replay_tau)
+        progress.set_postfix(
+            updates_per_s=f"{updates_per_second:.2f}",
+            train_steps=train_steps,
+            last_return=self.last_return,
+            refresh=False,
+        )
+
+    def _write_summaries(self, metrics: dict, step: int, prefix: str = "") -> None:
+        with self.writer.as_default(step=step):
+            for name, value in metrics.items():
+                tf.summary.scalar(prefix + name, value)
+
+    def _save_every(self, interval: int) -> None:
+        if int(self.counters["pretrain_updates"]) % interval == 0:
+            self.save()
+
+    def _maybe_checkpoint(self) -> None:
+        if int(self.counters["env_steps"]) % self.config.checkpoint_every == 0:
+            self.save()
+
+    def save(self) -> str:
+        """Writes the replay buffer, then the checkpoint that names it (crash-safe order)."""
+        number = self.checkpoint.save_counter.numpy() + 1
+        replay_path = os.path.join(self.manager.directory, f"replay-{number}.bin")
+        os.makedirs(self.manager.directory, exist_ok=True)
+        self.replay.save(replay_path)
+        path = self.manager.save(checkpoint_number=number)
+        keep = {f"replay-{p.rsplit('-', 1)[1]}.bin" for p in self.manager.checkpoints}
+        for name in os.listdir(self.manager.directory):
+            if name.startswith("replay-") and name not in keep:
+                os.remove(os.path.join(self.manager.directory, name))
+        return path
+
+    def _restore(self) -> None:
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return
+        number = path.rsplit("-", 1)[1]
+        self.replay.load(os.path.join(self.manager.directory, f"replay-{number}.bin"))
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        self._truncate_episode_log()
+        logging.info("resumed %s at env step %d", path, int(self.counters["env_steps"]))
+
+    def _truncate_episode_log(self) -> None:
+        """Drops episodes logged after the checkpoint; the resumed run logs them again."""
+        log_path = os.path.join(self.run_dir, "episodes.csv")
+        if not os.path.exists(log_path):
+            return
+        with open(log_path, newline="") as f:
+            rows = [row for row in csv.reader(f) if int(row[1]) <= int(self.counters["episodes"])]
+        with open(log_path + ".tmp", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        os.replace(log_path + ".tmp", log_path)
+
+    # ----------------------------------------------------------------- evaluation
+
+    def _maybe_evaluate(self) -> None:
+        config = self.config
+        env_steps = int(self.counters["env_steps"])
+        if (
+            config.eval_every
+            and env_steps % config.eval_every == 0
+            and env_steps < config.env_steps
+        ):
+            result = self.evaluate(config.eval_episodes_interim, seed_offset=env_steps)
+            with self.writer.as_default(step=env_steps):
+                tf.summary.scalar("eval/return_mean", result.mean)
+                tf.summary.scalar(
+                    "eval/human_normalized", evaluation.human_normalized(config.game, result.mean)
+                )
+
+    def evaluate(self, episodes: int, seed_offset: int = 0) -> evaluation.Result:
+        """Plays `episodes` evaluation games with the current policy (own env and seeds)."""
+        # Its own generator and env seeds: evaluating never perturbs the training run's RNGs.
+        seed = self.config.seed + seed_offset
+        generator = tf.random.Generator.from_seed(seed)
+
+        def policy(frames):
+            return self._policy(frames, generator.make_seeds(1)[:, 0]).numpy()
+
+        return evaluation.evaluate(policy, self.config, episodes, seed=seed)
+
+    def evaluate_final(self) -> dict:
+        """The paper's final evaluation, written to <run_dir>/eval.json."""
+        result = self.evaluate(self.config.eval_episodes, seed_offset=self.config.env_steps)
+        return evaluation.write(result, self.config, os.path.join(self.run_dir, "eval.json"))

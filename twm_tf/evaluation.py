@@ -1,0 +1,102 @@
+"""Evaluation protocol of the paper and human-normalized scores.
+
+Evaluation games use the env's evaluation mode (no no-ops, an episode is a whole game); actions are
+sampled from the policy on the mode of z (SPEC "Environment"). Scores are raw game scores.
+"""
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from twm_tf import config as config_lib
+from twm_tf.envs import atari
+
+_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atari100k.csv")
+
+
+def reference_scores() -> dict[str, dict[str, float]]:
+    """Per-game random, human and published scores from the shipped atari100k.csv."""
+    with open(_TABLE) as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        return {row.pop("game"): {k: float(v) for k, v in row.items()} for row in rows}
+
+
+def human_normalized(game: str, score: float) -> float:
+    """(score - random) / (human - random)."""
+    table = reference_scores()
+    if game not in table:
+        raise ValueError(f"no reference scores for game {game!r}; known: {sorted(table)}")
+    ref = table[game]
+    return (score - ref["random"]) / (ref["human"] - ref["random"])
+
+
+class Result(NamedTuple):
+    returns: list[float]
+    lengths: list[int]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+
+def evaluate(
+    policy: Callable[[np.ndarray], np.ndarray],
+    config: config_lib.Config,
+    episodes: int,
+    seed: int,
+) -> Result:
+    """Plays `episodes` whole games.
+
+    Args:
+      policy: maps uint8 observations [1, stack, 64, 64] to actions [1].
+      config: env settings (game, time limit, frame settings).
+      episodes: number of games.
+      seed: env seed; game i uses seed + i, so results do not depend on earlier games.
+
+    Returns:
+      The raw score and length of every game.
+    """
+    returns, lengths = [], []
+    for episode in range(episodes):
+        env = atari.make(
+            config.game,
+            seed=seed + episode,
+            training=False,
+            max_episode_steps=config.max_episode_steps,
+            frame_skip=config.frame_skip,
+            frame_stack=config.frame_stack,
+            frame_size=config.frame_size,
+        )
+        obs, total, length = env.reset(), 0.0, 0
+        while True:
+            step = env.step(int(policy(obs[None])[0]))
+            total += float(step.reward)
+            length += 1
+            if step.new_game:
+                break
+            obs = step.obs
+        env.close()
+        returns.append(total)
+        lengths.append(length)
+    return Result(returns, lengths)
+
+
+def write(result: Result, config: config_lib.Config, path: str) -> dict:
+    """Writes eval.json (per-episode returns, mean, human-normalized mean) atomically."""
+    summary = {
+        "game": config.game,
+        "episodes": len(result.returns),
+        "returns": result.returns,
+        "lengths": result.lengths,
+        "mean": result.mean,
+        "std": float(np.std(result.returns)),
+        "human_normalized": human_normalized(config.game, result.mean),
+    }
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return summary
