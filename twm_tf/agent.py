@@ -25,6 +25,7 @@ import tensorflow as tf
 import tqdm
 from absl import logging
 
+from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
 from twm_tf import imagination
@@ -88,12 +89,6 @@ class _LoopState(tf.train.experimental.PythonState):
             agent.first = bool(first)
 
 
-def _dropout_states(models) -> list:
-    # Keras 3 keeps each Dropout's RNG state in a variable that tf.train.Checkpoint does not track
-    # through the layer; listing them keeps dropout masks identical after a resume.
-    return [v for m in models for v in m.variables if "seed_generator_state" in v.path]
-
-
 class Agent:
     """Trains one TWM agent in `run_dir`; `train()` runs or resumes the whole schedule."""
 
@@ -138,18 +133,11 @@ class Agent:
             name: tf.Variable(0, dtype=tf.int64, name=name)
             for name in ("env_steps", "episodes", "pretrain_updates", "train_steps")
         }
-        models = (
-            self.world_model.observation,
-            self.world_model.dynamics,
-            self.actor_critic.actor,
-            self.actor_critic.critic,
-        )
-        self.checkpoint = tf.train.Checkpoint(
-            world_model=self.world_model,
-            actor_critic=self.actor_critic,
+        self.checkpoint = checkpoint_lib.training_checkpoint(
+            self.world_model,
+            self.actor_critic,
             generator=self.generator,
             counters=self.counters,
-            dropout_rng=_dropout_states(models),
             loop=_LoopState(self),
         )
         self.manager = tf.train.CheckpointManager(
@@ -443,11 +431,9 @@ class Agent:
         """Plays `episodes` evaluation games with the current policy (own env and seeds)."""
         # Its own generator and env seeds: evaluating never perturbs the training run's RNGs.
         seed = self.config.seed + seed_offset
-        generator = tf.random.Generator.from_seed(seed)
-
-        def policy(frames):
-            return self._policy(frames, generator.make_seeds(1)[:, 0]).numpy()
-
+        policy = evaluation.policy_function(
+            self.world_model.observation, self.actor_critic.actor, seed
+        )
         return evaluation.evaluate(policy, self.config, episodes, seed=seed)
 
     def evaluate_final(self) -> dict:

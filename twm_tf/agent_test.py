@@ -11,6 +11,7 @@ from absl.testing import absltest
 
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
+from twm_tf import evaluation
 from twm_tf import testing
 
 
@@ -55,6 +56,8 @@ class AgentTest(testing.TestCase):
         self.assertTrue(np.isfinite(summary["mean"]) and np.isfinite(summary["human_normalized"]))
         with open(os.path.join(run_dir, "eval.json")) as f:
             self.assertEqual(json.load(f)["mean"], summary["mean"])
+        # Evaluating the last checkpoint on its own (launch/evaluate.py) replays the same games.
+        self.assertEqual(evaluation.evaluate_run(run_dir)["returns"], summary["returns"])
         self.assertNotEmpty(glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.index")))
         self.assertNotEmpty(glob.glob(os.path.join(run_dir, "checkpoints", "replay-*.bin")))
         self.assertNotEmpty(glob.glob(os.path.join(run_dir, "tensorboard", "events.*")))

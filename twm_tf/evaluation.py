@@ -11,9 +11,13 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf import export
 from twm_tf.envs import atari
+from twm_tf.models import actor_critic
+from twm_tf.models import observation
 
 _TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atari100k.csv")
 
@@ -83,6 +87,44 @@ def evaluate(
         returns.append(total)
         lengths.append(length)
     return Result(returns, lengths)
+
+
+def policy_function(
+    obs_model: observation.ObservationModel, actor: actor_critic.Actor, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The evaluation policy: actions sampled from the actor on the mode of z."""
+    generator = tf.random.Generator.from_seed(seed)
+    config = obs_model.config
+    frames_spec = tf.TensorSpec(
+        [None, config.frame_stack, config.frame_size, config.frame_size], tf.uint8
+    )
+
+    @tf.function(input_signature=[frames_spec, tf.TensorSpec([2], tf.int64)])
+    def act(frames, step_seed):
+        z = observation.latent_mode(obs_model.encode(frames))
+        return actor_critic.sample_actions(actor(z), step_seed)
+
+    return lambda frames: act(frames, generator.make_seeds(1)[:, 0]).numpy()
+
+
+def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = None) -> dict:
+    """Evaluates the latest checkpoint of a run; writes and returns <run_dir>/eval.json.
+
+    Args:
+      run_dir: a launch/train.py run directory.
+      episodes: games to play (default: the run's config.eval_episodes).
+      seed: evaluation seed (default: the run's seed + env_steps, as the agent's final one).
+    """
+    run = export.load_policy(run_dir)
+    config = run.config
+    seed = config.seed + config.env_steps if seed is None else seed
+    result = evaluate(
+        policy_function(run.obs_model, run.actor, seed),
+        config,
+        config.eval_episodes if episodes is None else episodes,
+        seed=seed,
+    )
+    return write(result, config, os.path.join(run_dir, "eval.json"))
 
 
 def write(result: Result, config: config_lib.Config, path: str) -> dict:

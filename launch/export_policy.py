@@ -1,0 +1,33 @@
+"""Exports the policy (encoder + actor) of a training run as a standalone SavedModel.
+
+    python -m launch.export_policy --run_dir=runs/pong                # -> runs/pong/policy
+    python launch/play.py --policy=runs/pong/policy --episodes=10   # needs no twm_tf
+
+The latest checkpoint in <run_dir>/checkpoints is exported; see twm_tf/export.py for the
+SavedModel's signatures and metadata.
+"""
+
+from absl import app
+from absl import flags
+
+from twm_tf import export
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
+_OUTPUT = flags.DEFINE_string("output", None, "SavedModel directory (default: <run_dir>/policy).")
+_JIT_COMPILE = flags.DEFINE_bool(
+    "jit_compile", True, "XLA-compile the policy step (faster on CPU at batch 1)."
+)
+flags.mark_flag_as_required("run_dir")
+
+
+def main(argv):
+    del argv
+    try:
+        path = export.export_from_run(_RUN_DIR.value, _OUTPUT.value, _JIT_COMPILE.value)
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error)) from None
+    print(f"policy exported to {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

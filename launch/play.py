@@ -1,0 +1,149 @@
+"""Plays Atari games with an exported TWM policy; runs without twm_tf.
+
+    python launch/play.py --policy=runs/pong/policy --episodes=10 --video=pong.mp4
+
+The policy is a SavedModel from launch/export_policy.py. Only TensorFlow, gymnasium, ale-py, cv2,
+imageio and NumPy are imported, so this file works wherever the SavedModel is copied; that is why
+it repeats the evaluation-mode preprocessing of twm_tf/envs/atari.py (launch/play_test.py checks
+that both give the same frames): frame skip with a max over the last two frames, 64x64 area
+resize, a stack of the latest frames, FIRE at reset and after a life loss, an episode = a game.
+"""
+
+import json
+import time
+
+import ale_py
+import cv2
+import gymnasium as gym
+import imageio
+import numpy as np
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+_POLICY = flags.DEFINE_string("policy", None, "SavedModel directory from export_policy.")
+_EPISODES = flags.DEFINE_integer("episodes", 1, "Games to play.")
+_GREEDY = flags.DEFINE_bool("greedy", False, "Take the most likely action instead of sampling.")
+_VIDEO = flags.DEFINE_string("video", None, "Write the first game to this .mp4 or .gif file.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seeds the sampling and game i's emulator (seed + i).")
+_MAX_STEPS = flags.DEFINE_integer(
+    "max_steps", None, "Agent steps per game before it is cut (default: the training time limit)."
+)
+_THREADS = flags.DEFINE_integer(
+    "threads", 1, "TF intra-op threads; batch-1 steps are fastest on one (0 = TF's default)."
+)
+
+_FIRE = 1
+
+
+class Game:
+    """One ALE game, preprocessed as twm_tf.envs.atari.make(game, training=False, ...) does."""
+
+    def __init__(self, game: str, seed: int, frame_skip: int, frame_stack: int, frame_size: int):
+        gym.register_envs(ale_py)
+        self._env = gym.make(
+            f"ALE/{game}-v5",
+            frameskip=1,
+            repeat_action_probability=0.0,
+            full_action_space=False,
+            obs_type="grayscale",
+            max_num_frames_per_episode=0,
+        )
+        self._env.reset(seed=seed)
+        self.ale = self._env.unwrapped.ale
+        self._actions = self.ale.getMinimalActionSet()
+        self._has_fire = self._env.unwrapped.get_action_meanings()[1] == "FIRE"
+        self._skip, self._size = frame_skip, frame_size
+        self._screens = np.zeros((2, *self.ale.getScreenDims()), np.uint8)
+        self._stack = np.zeros((frame_stack, frame_size, frame_size), np.uint8)
+        self._lives = 0
+
+    def reset(self) -> np.ndarray:
+        """Starts the game; returns the first observation [stack, size, size] uint8."""
+        self.ale.reset_game()
+        self.ale.getScreenGrayscale(self._screens[0])
+        self._screens[1] = self._screens[0]
+        if self._has_fire:
+            self._act(_FIRE)
+        self._lives = self.ale.lives()
+        self._stack[:] = self._frame()
+        return self._stack.copy()
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool]:
+        """Returns (observation, raw reward, game over)."""
+        reward = self._act(action)
+        if self.ale.lives() < self._lives and self._has_fire and not self.ale.game_over():
+            reward += self._act(_FIRE)  # Otherwise play stops until FIRE.
+        self._lives = self.ale.lives()
+        self._stack[:-1] = self._stack[1:]
+        self._stack[-1] = self._frame()
+        return self._stack.copy(), reward, self.ale.game_over()
+
+    def _act(self, action: int) -> float:
+        reward = 0.0
+        for t in range(self._skip):
+            reward += self.ale.act(self._actions[action])
+            if self.ale.game_over():
+                break
+            if t >= self._skip - 2:
+                self.ale.getScreenGrayscale(self._screens[t - self._skip + 2])
+        return reward
+
+    def _frame(self) -> np.ndarray:
+        # Max over two frames: Atari sprites flicker between frames.
+        pooled = np.maximum(self._screens[0], self._screens[1])
+        return cv2.resize(pooled, (self._size, self._size), interpolation=cv2.INTER_AREA)
+
+
+def check_frames(frames: np.ndarray, spec: tf.TensorSpec) -> None:
+    """Raises ValueError unless frames match spec: TF would cast a float array to uint8 silently."""
+    if frames.dtype != np.uint8 or not spec.shape.is_compatible_with(frames.shape):
+        raise ValueError(f"policy expects {spec}, got {frames.dtype} frames {frames.shape}")
+
+
+def main(argv):
+    del argv
+    if _THREADS.value:
+        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+    policy = tf.saved_model.load(_POLICY.value)
+    info = json.loads(policy.metadata_json().numpy())
+    step_fn = policy.signatures["greedy" if _GREEDY.value else "serving_default"]
+    spec = step_fn.structured_input_signature[1]["frames"]
+    policy.set_seed(tf.constant(_SEED.value, tf.int64))
+    max_steps = _MAX_STEPS.value or info["max_episode_steps"]
+    returns, latencies = [], []
+    for episode in range(_EPISODES.value):
+        game = Game(
+            info["game"], _SEED.value + episode, info["frame_skip"], spec.shape[1], spec.shape[2]
+        )
+        video = [] if _VIDEO.value and episode == 0 else None
+        obs, total, steps, over = game.reset(), 0.0, 0, False
+        while not over and steps < max_steps:
+            if video is not None:
+                video.append(game.ale.getScreenRGB())
+            check_frames(obs[None], spec)
+            start = time.perf_counter()
+            action = int(step_fn(frames=obs[None])["action"][0])
+            latencies.append(time.perf_counter() - start)
+            obs, reward, over = game.step(action)
+            total, steps = total + reward, steps + 1
+        returns.append(total)
+        print(f"episode {episode + 1}: return {total:g} in {steps} steps")
+        if video is not None:
+            fps = 60 / info["frame_skip"]
+            if _VIDEO.value.endswith(".gif"):
+                imageio.mimwrite(_VIDEO.value, video, duration=1000 / fps, loop=0)
+            else:
+                imageio.mimwrite(_VIDEO.value, video, fps=fps, macro_block_size=2)
+            print(f"video of episode 1: {_VIDEO.value}")
+    latency = 1e3 * np.array(latencies[1:] or latencies)  # The first call compiles.
+    print(f"{info['game']}: mean return {np.mean(returns):g} over {len(returns)} episodes")
+    print(
+        f"policy step latency (batch 1): median {np.median(latency):.2f} ms, "
+        f"p90 {np.percentile(latency, 90):.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("policy")
+    app.run(main)

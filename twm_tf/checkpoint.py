@@ -1,0 +1,38 @@
+"""The checkpoint layout of a training run (twm_tf.agent writes it, twm_tf.export reads it)."""
+
+import tensorflow as tf
+
+from twm_tf import world_model as world_model_lib
+from twm_tf.models import actor_critic
+
+
+def model_weights(**models) -> tf.train.Checkpoint:
+    """A checkpoint node holding every variable of each Keras model, by position.
+
+    Keras 3 models do not expose all their sublayers to tf.train.Checkpoint's object graph (nested
+    models and layers in lists go missing), and variable names depend on how many layers the
+    process built before. Listing `model.variables` (weights and the Dropout RNG states) in their
+    construction order is complete and stable across processes.
+    """
+    return tf.train.Checkpoint(**{name: list(m.variables) for name, m in models.items()})
+
+
+def training_checkpoint(
+    world_model: world_model_lib.WorldModel, ac: actor_critic.ActorCritic, **state
+) -> tf.train.Checkpoint:
+    """The checkpoint layout of a run: all model weights, all optimizers, plus `state`."""
+    return tf.train.Checkpoint(
+        models=model_weights(
+            observation=world_model.observation,
+            dynamics=world_model.dynamics,
+            actor=ac.actor,
+            critic=ac.critic,
+        ),
+        optimizers=tf.train.Checkpoint(
+            observation=world_model.obs_optimizer,
+            dynamics=world_model.dyn_optimizer,
+            actor=ac.actor_optimizer,
+            critic=ac.critic_optimizer,
+        ),
+        **state,
+    )

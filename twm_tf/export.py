@@ -1,0 +1,297 @@
+"""Policy-only SavedModel: uint8 frames -> action, with the encoder and the actor inside.
+
+The SavedModel needs neither twm_tf nor the world model to run (launch/play.py uses only TF):
+
+    policy = tf.saved_model.load(path)
+    out = policy.signatures["serving_default"](frames=frames)     # sampled actions
+    out = policy.signatures["greedy"](frames=frames)              # argmax actions
+    out["action"]  [B] int32,  out["probs"]  [B, A] float32
+    policy.logits(frames)                                         # [B, A] float32
+    json.loads(policy.metadata_json().numpy())                    # game, action meanings, config
+    policy.set_seed(tf.constant(7, tf.int64))                     # reproducible sampling
+
+`frames` is uint8 [B, stack, 64, 64], the most recent preprocessed frames, oldest first
+(envs/atari.py). The encoder takes the mode of z, as in evaluation (SPEC). The same metadata is
+also the asset `assets/metadata.json`.
+
+Input contract: the signatures' TensorSpec. A tf.Tensor of another dtype fails with
+InvalidArgumentError ("expected to be a uint8 tensor"), any input of another rank or shape with
+TypeError naming the expected TensorSpec. NumPy arrays and lists, however, are converted to uint8
+by TF before the check (float frames in [0, 1] would silently become zeros), so callers that may
+hold non-uint8 arrays validate them first, as launch/play.py does.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from twm_tf import checkpoint as checkpoint_lib
+from twm_tf import config as config_lib
+from twm_tf.envs import atari
+from twm_tf.models import actor_critic
+from twm_tf.models import observation
+
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1  # Of the signatures and metadata; bump on any change play.py must know about.
+
+
+class PolicyModule(tf.Module):
+    """Encoder + actor behind fixed signatures; the only variables besides theirs: an RNG state."""
+
+    def __init__(
+        self,
+        encoder: observation.Encoder,
+        actor: actor_critic.Actor,
+        metadata: dict,
+        metadata_path: str,
+        seed: int,
+        jit_compile: bool = True,
+    ):
+        super().__init__(name="twm_policy")
+        self.encoder = encoder
+        self.actor = actor
+        self.metadata = tf.saved_model.Asset(metadata_path)
+        # A stateful generator: the deployed policy draws fresh actions on every call, and
+        # `set_seed` makes a player's episodes reproducible.
+        self.generator = tf.random.Generator.from_seed(seed, alg="philox")
+        spec = tf.TensorSpec(
+            [None, metadata["frame_stack"], metadata["frame_size"], metadata["frame_size"]],
+            tf.uint8,
+            name="frames",
+        )
+        metadata_json = json.dumps(metadata, sort_keys=True)
+        # XLA fuses the batch-1 convs and matmuls (paper size, 2 CPU cores: 2.0 instead of 3.4 ms
+        # per step, 1.7 instead of 2.2 ms on one intra-op thread). Sampling stays outside: XLA
+        # has no StatelessMultinomial kernel for int64 seeds.
+        self.logits = tf.function(self._logits, input_signature=[spec], jit_compile=jit_compile)
+        self.sample = tf.function(self._sample, input_signature=[spec])
+        self.greedy = tf.function(self._greedy, input_signature=[spec])
+        self.metadata_json = tf.function(lambda: tf.constant(metadata_json), input_signature=[])
+        self.set_seed = tf.function(
+            self._set_seed, input_signature=[tf.TensorSpec([], tf.int64, name="seed")]
+        )
+
+    def _logits(self, frames: tf.Tensor) -> tf.Tensor:
+        """Returns the action logits [B, A] of frames [B, S, 64, 64] uint8."""
+        z = observation.latent_mode(self.encoder(frames))  # [B, V, C]
+        return self.actor(z)
+
+    def _sample(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = self.logits(frames)
+        action = actor_critic.sample_actions(logits, self.generator.make_seeds(1)[:, 0])
+        return {"action": action, "probs": tf.nn.softmax(logits)}
+
+    def _greedy(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = self.logits(frames)
+        action = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return {"action": action, "probs": tf.nn.softmax(logits)}
+
+    def _set_seed(self, seed: tf.Tensor) -> tf.Tensor:
+        self.generator.reset_from_key_counter(seed, tf.zeros([2], tf.int64))
+        return seed
+
+
+def metadata(config: config_lib.Config, action_meanings: list[str] | tuple[str, ...]) -> dict:
+    """What a player needs besides the signatures: game, actions, preprocessing, config."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "game": config.game,
+        "action_meanings": list(action_meanings),
+        "num_actions": len(action_meanings),
+        "frame_stack": config.frame_stack,
+        "frame_size": config.frame_size,
+        "frame_skip": config.frame_skip,
+        "max_episode_steps": config.max_episode_steps,
+        "config": json.loads(config.to_json()),
+    }
+
+
+def export_policy(
+    path: str,
+    obs_model: observation.ObservationModel,
+    actor: actor_critic.Actor,
+    config: config_lib.Config,
+    action_meanings: list[str] | tuple[str, ...],
+    jit_compile: bool = True,
+) -> str:
+    """Writes the policy SavedModel to `path`, atomically, and returns `path`.
+
+    The SavedModel is written to a staging directory beside `path` and renamed into place, so a
+    crash leaves either the previous export or the new one at `path`, never a partial one.
+
+    Args:
+        path: the SavedModel directory; an existing one is replaced.
+        obs_model: its encoder is exported (the decoder is not).
+        actor: the policy network, with actor.num_actions == len(action_meanings).
+        config: the training config (frame settings, seed), stored in the metadata.
+        action_meanings: ALE names of the actions, e.g. ("NOOP", "FIRE", ...).
+        jit_compile: XLA-compile the encoder and actor (faster on CPU; every new batch size
+            compiles once, ~0.5 s).
+
+    Raises:
+        ValueError: if the actor's action count differs from len(action_meanings).
+    """
+    if actor.num_actions != len(action_meanings):
+        raise ValueError(
+            f"the actor has {actor.num_actions} actions, action_meanings has "
+            f"{len(action_meanings)}: {list(action_meanings)}"
+        )
+    info = metadata(config, action_meanings)
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.staging-")
+    try:
+        metadata_path = os.path.join(staging, METADATA_FILE)
+        with open(metadata_path, "w") as f:
+            json.dump(info, f, indent=2, sort_keys=True)
+        module = PolicyModule(
+            obs_model.encoder, actor, info, metadata_path, config.seed, jit_compile
+        )
+        saved = os.path.join(staging, "saved_model")
+        tf.saved_model.save(
+            module, saved, signatures={"serving_default": module.sample, "greedy": module.greedy}
+        )
+        if os.path.exists(path):
+            # Two renames: between them nothing is at `path`, which readers see as "no export".
+            os.replace(path, os.path.join(staging, "previous"))
+        os.replace(saved, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logging.info("exported the %s policy to %s", config.game, path)
+    return path
+
+
+def restore_policy_weights(
+    checkpoint_path: str, obs_model: observation.ObservationModel, actor: actor_critic.Actor
+) -> None:
+    """Restores the observation model and actor from a twm_tf.agent checkpoint, nothing else.
+
+    The agent checkpoints each model's variables by position (`checkpoint.model_weights`); the
+    observation model and actor are rebuilt from the run's config, so positions match. Every
+    variable is set to NaN first, so one that the checkpoint lacks is caught.
+
+    Raises:
+        ValueError: if some encoder or actor variable has no value in the checkpoint.
+    """
+    variables = [*obs_model.encoder.variables, *actor.variables]
+    for variable in variables:
+        variable.assign(tf.fill(variable.shape, np.nan))
+    graph = tf.train.Checkpoint(
+        models=checkpoint_lib.model_weights(observation=obs_model, actor=actor)
+    )
+    graph.restore(checkpoint_path).expect_partial()
+    missing = [v.path for v in variables if np.isnan(v.numpy()).any()]
+    if missing:
+        raise ValueError(
+            f"checkpoint {checkpoint_path} has no values for {missing}; was it written by "
+            "twm_tf.agent (checkpoint.training_checkpoint)?"
+        )
+
+
+class RunPolicy(NamedTuple):
+    """The acting part of a training run, restored from its latest checkpoint."""
+
+    config: config_lib.Config
+    obs_model: observation.ObservationModel
+    actor: actor_critic.Actor
+    action_meanings: tuple[str, ...]
+    checkpoint: str
+
+
+def load_policy(run_dir: str) -> RunPolicy:
+    """Rebuilds the observation model and actor of a run and restores their latest weights.
+
+    Raises:
+        FileNotFoundError: if run_dir has no config.json or no checkpoint.
+        ValueError: if the checkpoint lacks encoder or actor weights.
+    """
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a training run dir")
+    config = config_lib.load(config_path)
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    checkpoint = tf.train.latest_checkpoint(checkpoint_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {checkpoint_dir}; train longer than config.checkpoint_every="
+            f"{config.checkpoint_every} env steps or let launch/train.py finish"
+        )
+    env = atari.make(config.game, seed=config.seed, training=False)
+    action_meanings = env.action_meanings
+    env.close()
+    obs_model = observation.ObservationModel(config)
+    actor = actor_critic.Actor(config, len(action_meanings))
+    actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates the variables.
+    restore_policy_weights(checkpoint, obs_model, actor)
+    logging.info("restored the policy from %s", checkpoint)
+    return RunPolicy(config, obs_model, actor, tuple(action_meanings), checkpoint)
+
+
+def export_from_run(run_dir: str, path: str | None = None, jit_compile: bool = True) -> str:
+    """Exports the policy of the latest checkpoint of a training run.
+
+    Args:
+        run_dir: a launch/train.py run directory (config.json and checkpoints/).
+        path: the SavedModel directory; default <run_dir>/policy.
+        jit_compile: see `export_policy`.
+
+    Returns:
+        The SavedModel directory.
+
+    Raises:
+        FileNotFoundError: if run_dir has no config.json or no checkpoint.
+        ValueError: if the checkpoint lacks encoder or actor weights.
+    """
+    run = load_policy(run_dir)
+    return export_policy(
+        path or os.path.join(run_dir, "policy"),
+        run.obs_model,
+        run.actor,
+        run.config,
+        run.action_meanings,
+        jit_compile,
+    )
+
+
+def measure_latency(
+    policy_dir: str, iterations: int = 1_000, signature: str = "serving_default"
+) -> dict[str, float]:
+    """Times one policy step of a loaded SavedModel at batch 1, as a player calls it.
+
+    Uses the calling process's TF threading; launch/play.py runs on one intra-op thread, which is
+    faster at batch 1 (`tf.config.threading` must be set before TF runs its first op).
+
+    Args:
+        policy_dir: an exported SavedModel.
+        iterations: timed calls, after 20 warm-up calls.
+        signature: "serving_default" (sampled) or "greedy".
+
+    Returns:
+        Milliseconds per call: median, mean, p90 and min.
+    """
+    policy = tf.saved_model.load(policy_dir)
+    step = policy.signatures[signature]
+    shape = step.structured_input_signature[1]["frames"].shape
+    frames = np.random.default_rng(0).integers(0, 256, (1, *shape[1:]), dtype=np.uint8)
+    for _ in range(20):
+        step(frames=frames)
+    times = np.empty(iterations)
+    for i in range(iterations):
+        start = time.perf_counter()
+        step(frames=frames)["action"].numpy()
+        times[i] = time.perf_counter() - start
+    times *= 1e3
+    return {
+        "median_ms": float(np.median(times)),
+        "mean_ms": float(np.mean(times)),
+        "p90_ms": float(np.percentile(times, 90)),
+        "min_ms": float(np.min(times)),
+    }
