@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import app
@@ -89,7 +90,9 @@ def bench_imagination(config, wm, ac, rng) -> dict:
     def make(horizon: int, update: bool):
         cfg = config.replace(horizon=horizon)
 
-        @tf.function(jit_compile=config.jit_compile)
+        # No autograph: the graph has no Python control flow on tensors, and autograph's
+        # source cache confuses the closures of these per-horizon functions.
+        @tf.function(jit_compile=config.jit_compile, autograph=False)
         def run(seed):
             seeds = tf.random.experimental.stateless_split(seed, num=3)
             starts = imagination.select_starts(latents, cfg.imag_starts, seeds[0])
@@ -139,11 +142,16 @@ def main(argv):
     del argv
     tf.get_logger().setLevel("WARNING")
     config = config_lib.from_flags()
+    keras.mixed_precision.set_global_policy(config.precision)
     rng = np.random.default_rng(0)
     wm = world_model_lib.WorldModel(config, _NUM_ACTIONS.value)
     wm.build()
     ac = actor_critic.ActorCritic(config, _NUM_ACTIONS.value)
-    results = {"config": flags.FLAGS.preset, "jit_compile": config.jit_compile}
+    results = {
+        "config": flags.FLAGS.preset,
+        "precision": config.precision,
+        "jit_compile": config.jit_compile,
+    }
     if "world_model" in _ONLY.value:
         results.update(bench_world_model(config, wm, rng))
     if "imagination" in _ONLY.value:

@@ -96,16 +96,7 @@ class Agent:
         self.config = config
         self.run_dir = run_dir
         self.schedule = schedule(config)
-        self.env = atari.make(
-            config.game,
-            seed=config.seed,
-            training=True,
-            noop_max=config.noop_max,
-            max_episode_steps=config.max_episode_steps,
-            frame_skip=config.frame_skip,
-            frame_stack=config.frame_stack,
-            frame_size=config.frame_size,
-        )
+        self.env = atari.from_config(config, training=True, seed=config.seed)
         self.num_actions = self.env.num_actions
         self.replay = replay_lib.ReplayBuffer(
             capacity=config.env_steps,
@@ -117,6 +108,7 @@ class Agent:
         # Initial weights and dropout seeds come from Keras' global generator: seed it so that
         # equal configs give equal runs (also across Agents in one process).
         keras.utils.set_random_seed(config.seed)
+        keras.mixed_precision.set_global_policy(config.precision)
         self.world_model = world_model_lib.WorldModel(config, self.num_actions)
         self.world_model.build()
         self.actor_critic = actor_critic.ActorCritic(config, self.num_actions)
@@ -205,7 +197,9 @@ class Agent:
 
         self._policy = policy
         self._train_step = train_step
-        self._pretrain = (pretrain_obs, pretrain_dyn, pretrain_ac)
+        self._pretrain_obs = pretrain_obs
+        self._pretrain_dyn = pretrain_dyn
+        self._pretrain_ac = pretrain_ac
 
     def _seed(self) -> tf.Tensor:
         return self.generator.make_seeds(1)[:, 0]
@@ -295,34 +289,25 @@ class Agent:
         restart_obs = self.replay.sample_observations(config.imag_starts)
         return self._train_step(self._window(batch), restart_obs, self._seed())
 
+    def _pretrain_vae(self) -> dict:
+        frames = self.replay.sample_observations(self.config.pretrain_obs_batch)
+        return self._pretrain_obs(frames, self._seed())
+
+    def _pretrain_dynamics(self) -> dict:
+        batch = self.replay.sample_uniform(self.config.wm_batch, self.config.seq_len)
+        return self._pretrain_dyn(self._window(batch), self._seed())
+
+    def _pretrain_actor_critic(self) -> dict:
+        batch = self.replay.sample_uniform(self.config.imag_starts, self.config.horizon)
+        return self._pretrain_ac(self._window(batch), self._seed())
+
     def _pretrain_phase(self, progress: tqdm.tqdm) -> None:
         """Pretraining on the prefill data; resumable at update granularity."""
-        config, sched = self.config, self.schedule
-        pretrain_obs, pretrain_dyn, pretrain_ac = self._pretrain
+        sched = self.schedule
         phases = (
-            (
-                sched.pretrain_obs,
-                "VAE",
-                lambda: pretrain_obs(
-                    self.replay.sample_observations(config.pretrain_obs_batch), self._seed()
-                ),
-            ),
-            (
-                sched.pretrain_dyn,
-                "dynamics",
-                lambda: pretrain_dyn(
-                    self._window(self.replay.sample_uniform(config.wm_batch, config.seq_len)),
-                    self._seed(),
-                ),
-            ),
-            (
-                sched.pretrain_ac,
-                "actor-critic",
-                lambda: pretrain_ac(
-                    self._window(self.replay.sample_uniform(config.imag_starts, config.horizon)),
-                    self._seed(),
-                ),
-            ),
+            (sched.pretrain_obs, "VAE", self._pretrain_vae),
+            (sched.pretrain_dyn, "dynamics", self._pretrain_dynamics),
+            (sched.pretrain_ac, "actor-critic", self._pretrain_actor_critic),
         )
         done = self.counters["pretrain_updates"]
         offset = 0
@@ -335,7 +320,8 @@ class Agent:
                 )
                 if int(done) % 100 == 0 or int(done) == offset + count:
                     self._write_summaries(metrics, int(done), prefix="pretrain/")
-                    self._save_every(100)
+                if int(done) % 100 == 0:  # Hours of pretraining at paper scale: resumable.
+                    self.save()
             offset += count
         progress.set_description("train", refresh=False)
 
@@ -367,10 +353,6 @@ class Agent:
         with self.writer.as_default(step=step):
             for name, value in metrics.items():
                 tf.summary.scalar(prefix + name, value)
-
-    def _save_every(self, interval: int) -> None:
-        if int(self.counters["pretrain_updates"]) % interval == 0:
-            self.save()
 
     def _maybe_checkpoint(self) -> None:
         if int(self.counters["env_steps"]) % self.config.checkpoint_every == 0:

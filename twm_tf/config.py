@@ -17,6 +17,9 @@ from typing import Any
 from absl import flags
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 def _field(default: Any, help_text: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help_text})
 
@@ -32,7 +35,6 @@ class Config:
     frame_skip: int = _field(4, "Emulator frames per agent step (max over the last 2).")
     noop_max: int = _field(30, "Training resets take 1..noop_max random no-ops (0 disables).")
     max_episode_steps: int = _field(27_000, "Time limit in agent steps (truncation).")
-    num_envs: int = _field(1, "Parallel environments for collection.")
 
     # Budget and schedule.
     env_steps: int = _field(100_000, "Agent steps per run, prefill included.")
@@ -101,6 +103,11 @@ class Config:
     log_every: int = _field(500, "Env steps between TensorBoard summaries.")
     seed: int = _field(0, "Seed of every random number generator.")
     jit_compile: bool = _field(False, "XLA-compile the train steps (measure: oneDNN wins on CPU).")
+    precision: str = _field(
+        "float32",
+        "Keras dtype policy: float32, mixed_bfloat16 (CPUs with AMX/AVX512-BF16, TPUs) or "
+        "mixed_float16 (GPUs); variables, logits and losses stay float32.",
+    )
 
     def __post_init__(self):
         validate(self)
@@ -175,7 +182,7 @@ def validate(config: Config) -> None:
                 _fail(f.name, "finite", value)
 
     positive = (
-        "frame_size frame_stack frame_skip max_episode_steps num_envs env_steps latent_vars "
+        "frame_size frame_stack frame_skip max_episode_steps env_steps latent_vars "
         "latent_classes decoder_hidden dyn_layers dyn_width dyn_heads dyn_ffn memory_steps "
         "wm_batch seq_len imag_starts horizon obs_lr dyn_lr actor_lr critic_lr adam_eps wm_clip "
         "ac_clip env_steps_per_train_step pretrain_obs_batch eval_episodes checkpoint_every "
@@ -200,6 +207,8 @@ def validate(config: Config) -> None:
             _fail(name, "in [0, 1]", getattr(config, name))
     if config.dyn_dropout >= 1.0:
         _fail("dyn_dropout", "< 1", config.dyn_dropout)
+    if config.precision not in PRECISIONS:
+        _fail("precision", f"one of {PRECISIONS}", config.precision)
     if not config.replay_tau > 0:
         _fail("replay_tau", "> 0 (inf for uniform sampling)", config.replay_tau)
     if config.dyn_width % config.dyn_heads:

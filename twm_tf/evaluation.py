@@ -66,15 +66,7 @@ def evaluate(
     """
     returns, lengths = [], []
     for episode in range(episodes):
-        env = atari.make(
-            config.game,
-            seed=seed + episode,
-            training=False,
-            max_episode_steps=config.max_episode_steps,
-            frame_skip=config.frame_skip,
-            frame_stack=config.frame_stack,
-            frame_size=config.frame_size,
-        )
+        env = atari.from_config(config, training=False, seed=seed + episode)
         obs, total, length = env.reset(), 0.0, 0
         while True:
             step = env.step(int(policy(obs[None])[0]))

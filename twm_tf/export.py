@@ -224,7 +224,7 @@ def load_policy(run_dir: str) -> RunPolicy:
             f"no checkpoint in {checkpoint_dir}; train longer than config.checkpoint_every="
             f"{config.checkpoint_every} env steps or let launch/train.py finish"
         )
-    env = atari.make(config.game, seed=config.seed, training=False)
+    env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = env.action_meanings
     env.close()
     obs_model = observation.ObservationModel(config)

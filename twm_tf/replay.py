@@ -84,7 +84,7 @@ def sample_without_replacement(
 class ReplayBuffer:
     """Append-only storage of one environment stream with balanced sequence sampling.
 
-    One buffer holds one environment stream (config.num_envs = 1): stacks are rebuilt from
+    One buffer holds one environment stream: stacks are rebuilt from
     consecutive steps, and `add` with full stacks checks that they agree.
 
     Storage. TWM keeps the whole run (capacity = config.env_steps, no eviction), so all arrays are

@@ -440,18 +440,17 @@ def make_vector(game: str, *, num_envs: int, seed: int, training: bool, **kwargs
     )
 
 
-def from_config(
-    config: config_lib.Config, *, training: bool, seed: int, num_envs: int | None = None
-) -> VectorEnv:
-    """Builds the environments of a `config.Config` (num_envs defaults to config.num_envs)."""
-    return make_vector(
-        config.game,
-        num_envs=config.num_envs if num_envs is None else num_envs,
-        seed=seed,
-        training=training,
+def env_kwargs(config: config_lib.Config) -> dict:
+    """The `make` settings of a `config.Config` (game and preprocessing; seed and mode apart)."""
+    return dict(
         noop_max=config.noop_max,
         max_episode_steps=config.max_episode_steps,
         frame_skip=config.frame_skip,
         frame_stack=config.frame_stack,
         frame_size=config.frame_size,
     )
+
+
+def from_config(config: config_lib.Config, *, training: bool, seed: int) -> AtariEnv:
+    """Builds the environment of a `config.Config`."""
+    return make(config.game, seed=seed, training=training, **env_kwargs(config))

@@ -242,9 +242,15 @@ class AtariTest(testing.TestCase):
             vector_b.set_state(states[:1])
 
     def test_from_config(self):
-        config = config_lib.debug(game="Breakout", num_envs=2, max_episode_steps=5)
-        vector = atari.from_config(config, training=False, seed=0)
-        self.assertEqual((vector.num_envs, vector.num_actions), (2, 4))
+        config = config_lib.debug(game="Breakout", max_episode_steps=5)
+        env = atari.from_config(config, training=False, seed=0)
+        self.assertEqual((env.game, env.num_actions, env.training), ("Breakout", 4, False))
+        env.reset()
+        steps = [env.step(_NOOP) for _ in range(5)]
+        self.assertEqual([s.truncated for s in steps], [False] * 4 + [True])
+        vector = atari.make_vector(
+            "Breakout", num_envs=2, seed=0, training=False, **atari.env_kwargs(config)
+        )
         vector.reset()
         steps = [vector.step([_NOOP, _NOOP]) for _ in range(5)]
         self.assertAllEqual(steps[-1].truncated, [True, True])

@@ -37,7 +37,7 @@ class _LatentMlp(keras.Model):
 
     def _trunk(self, z: tf.Tensor) -> tf.Tensor:
         """Maps z [..., V, C] to the output layer's [..., out_dim] as float32."""
-        z = tf.convert_to_tensor(z, tf.float32)
+        z = tf.convert_to_tensor(z)  # Keras casts it to the compute dtype (policy) already.
         if tuple(z.shape[-2:]) != self._latent_shape:
             raise ValueError(
                 f"{self.name} expects z of shape [..., {self._latent_shape[0]}, "
@@ -271,8 +271,14 @@ def critic_loss(
 
 
 def sample_actions(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Draws one action per row of logits [B, A] with a [2] int stateless seed: [B] int32."""
-    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+    """Draws one action per row of logits [B, A] with a [2] int stateless seed: [B] int32.
+
+    Gumbel-max rather than tf.random.stateless_categorical, which has no XLA kernel for int64
+    seeds: the whole train step stays compilable with config.jit_compile.
+    """
+    uniform = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1e-20, maxval=1.0)
+    gumbel = -tf.math.log(-tf.math.log(uniform))
+    return tf.argmax(tf.cast(logits, tf.float32) + gumbel, axis=-1, output_type=tf.int32)
 
 
 def _optimizer(config: config_lib.Config, learning_rate: float, name: str):

@@ -200,6 +200,18 @@ class NetworksTest(testing.TestCase):
         self.assertNotAllEqual(actions, ac.act(z, tf.constant([3, 4])))
         self.assertAllEqual(ac.act(z, seed, greedy=True), tf.argmax(ac.actor(z), axis=-1))
 
+    def test_sample_actions_follows_the_policy(self):
+        logits = tf.math.log([[0.1, 0.2, 0.7]] * 20_000)
+        seed = tf.constant([3, 4], tf.int64)
+        actions = ac_lib.sample_actions(logits, seed).numpy()
+        frequencies = np.bincount(actions, minlength=3) / len(actions)
+        self.assertAllClose(frequencies, [0.1, 0.2, 0.7], atol=0.015)
+        self.assertAllEqual(actions, ac_lib.sample_actions(logits, seed))  # seeded
+        compiled = tf.function(ac_lib.sample_actions, jit_compile=True)
+        self.assertAllClose(
+            np.bincount(compiled(logits, seed), minlength=3) / 20_000, [0.1, 0.2, 0.7], atol=0.015
+        )
+
     def test_checkpoint_restores_every_weight(self):
         config = config_lib.debug(ac_hidden=(8, 8))
         source, target = ac_lib.ActorCritic(config, 3), ac_lib.ActorCritic(config, 3)

@@ -68,7 +68,10 @@ class PredictionHead(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.hidden = [keras.layers.Dense(n, activation="silu") for n in hidden]
-        self.final = keras.layers.Dense(units, bias_initializer=keras.initializers.Constant(bias))
+        # float32 outputs (logits, means) under mixed-precision policies too.
+        self.final = keras.layers.Dense(
+            units, bias_initializer=keras.initializers.Constant(bias), dtype="float32"
+        )
         self.dropout = keras.layers.Dropout(dropout)
 
     def build(self, input_shape):
@@ -275,7 +278,10 @@ class DynamicsModel(keras.Model):
     def initial_cache(self, batch_size) -> DynamicsCache:
         """An empty cache (every slot invalid) for `batch_size` rows."""
         heads = self.config.dyn_heads
-        zeros = tf.zeros([batch_size, heads, self.tokens_per_step, self.config.dyn_width // heads])
+        zeros = tf.zeros(
+            [batch_size, heads, self.tokens_per_step, self.config.dyn_width // heads],
+            self.compute_dtype,
+        )
         layer = (zeros,) * self.cache_blocks
         return DynamicsCache(
             keys=(layer,) * self.config.dyn_layers,

@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
@@ -234,6 +235,24 @@ class DynamicsModelTest(testing.TestCase):
             # After a reset only z_0 and a_0 (the last two keys) carry weight for z_0 and a_0.
             self.assertAllEqual(weights[:, :, 1:, :-2], np.zeros_like(weights[:, :, 1:, :-2]))
             self.assertAllClose(tf.reduce_sum(weights, -1), np.ones([2, config.dyn_heads, 3]))
+
+    def test_mixed_bfloat16_policy(self):
+        # bfloat16 compute (AMX on CPU) with float32 variables and outputs; step still matches
+        # the full forward to bfloat16 precision.
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            config = _config()
+            model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+            inputs = _inputs(config, batch=2, steps=6, done_prob=0.3)
+            full = model(**inputs)
+            stepped, cache = _run_steps(model, inputs)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        for output in (full.next_logits, full.reward, full.discount_logit):
+            self.assertEqual(output.dtype, tf.float32)
+        self.assertEqual(cache.keys[0][0].dtype, tf.bfloat16)
+        self.assertAllClose(stepped, _predictions(full), atol=0.1, rtol=0.05)
+        self.assertTrue(all(v.dtype == "float32" for v in model.trainable_variables))
 
     def test_step_in_while_loop_under_tf_function(self):
         config = _config()

@@ -128,6 +128,8 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
             keys, values = [*memory[0], new_k], [*memory[1], new_v]
         r = self.position(position_encoding)  # [Tk, D]
         r = tf.reshape(r, [-1, self.heads, self.head_dim])  # [Tk, heads, head_dim]
+        # Under a mixed policy q, k, v are bfloat16/float16 while u, v stay float32 variables.
+        content_bias, position_bias = (tf.cast(b, q.dtype) for b in (content_bias, position_bias))
         q_content = q + content_bias[:, None]
         content = tf.concat(
             [tf.einsum("bhid,bhjd->bhij", q_content, k) for k in keys], axis=-1
@@ -136,9 +138,11 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         scores = (content + relative_shift(position)) * self.scale  # [B, h, Tq, Tk]
         # -inf gives exact zeros on masked keys; no row is empty because a query sees itself.
         scores = tf.where(mask[:, None], scores, float("-inf"))
-        weights = tf.nn.softmax(scores, axis=-1)  # [B, h, Tq, Tk]
+        weights = tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1)  # [B, h, Tq, Tk]
         parts = tf.split(
-            self.dropout(weights, training=training), [tf.shape(v)[2] for v in values], axis=-1
+            tf.cast(self.dropout(weights, training=training), q.dtype),
+            [tf.shape(v)[2] for v in values],
+            axis=-1,
         )
         context = tf.add_n(
             [tf.einsum("bhij,bhjd->bhid", w, v) for w, v in zip(parts, values, strict=True)]
