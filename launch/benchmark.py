@@ -13,6 +13,8 @@ Reports (median over --repeats after a warm-up call):
 
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -119,23 +121,39 @@ def bench_imagination(config, wm, ac, rng) -> dict:
     return result
 
 
-def bench_policy(config, wm, ac, rng) -> dict:
+def bench_policy(config) -> dict:
+    """Encoder + actor at batch 1 (random float32 weights), in process and from a SavedModel."""
     size = config.frame_size
-    frames = tf.constant(rng.integers(0, 256, [1, config.frame_stack, size, size]), tf.uint8)
-    meanings = [f"A{i}" for i in range(_NUM_ACTIONS.value)]
+    with export.float32_policy():
+        obs_model = observation.ObservationModel(config)
+        actor = actor_critic.Actor(config, _NUM_ACTIONS.value)
+    frames = tf.constant(
+        np.random.default_rng(0).integers(0, 256, [1, config.frame_stack, size, size]), tf.uint8
+    )
 
     @tf.function
     def act(frames, seed):
-        return ac.act(observation.latent_mode(wm.observation.encode(frames)), seed)
+        return actor_critic.sample_actions(
+            actor(observation.latent_mode(obs_model.encode(frames))), seed
+        )
 
     seed = tf.constant([0, 1], tf.int64)
-    in_process = _median_seconds(lambda: act(frames, seed), 200)
+    results = {"policy_step_in_process_ms": 1e3 * _median_seconds(lambda: act(frames, seed), 200)}
+    meanings = [f"A{i}" for i in range(_NUM_ACTIONS.value)]
     with tempfile.TemporaryDirectory() as directory:
-        path = export.export_policy(
-            f"{directory}/policy", wm.observation, ac.actor, config, meanings
+        path = export.export_policy(f"{directory}/policy", obs_model, actor, config, meanings)
+        # A fresh process on one intra-op thread, as launch/play.py runs the SavedModel.
+        script = (
+            "import json, sys, tensorflow as tf\n"
+            "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
+            "from twm_tf import export\n"
+            "print(json.dumps(export.measure_latency(sys.argv[1], iterations=1000)))\n"
         )
-        saved = export.measure_latency(path, iterations=200)
-    return {"policy_step_in_process_ms": 1e3 * in_process, "policy_step_saved_model": saved}
+        out = subprocess.run(
+            [sys.executable, "-c", script, path], capture_output=True, text=True, check=True
+        )
+        results["policy_step_saved_model_ms"] = json.loads(out.stdout.strip().splitlines()[-1])
+    return results
 
 
 def main(argv):
@@ -157,7 +175,7 @@ def main(argv):
     if "imagination" in _ONLY.value:
         results.update(bench_imagination(config, wm, ac, rng))
     if "policy" in _ONLY.value:
-        results.update(bench_policy(config, wm, ac, rng))
+        results.update(bench_policy(config))
     print(json.dumps(results, indent=2))
 
 

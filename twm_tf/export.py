@@ -21,6 +21,7 @@ by TF before the check (float frames in [0, 1] would silently become zeros), so 
 hold non-uint8 arrays validate them first, as launch/play.py does.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ import tempfile
 import time
 from typing import NamedTuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -196,6 +198,19 @@ def restore_policy_weights(
         )
 
 
+@contextlib.contextmanager
+def float32_policy():
+    """Builds models in float32 whatever the training precision: at batch 1 a policy step is
+    bound by reading weights, where bfloat16 casts cost more than they save, and float32 keeps
+    the exported probabilities exact."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 class RunPolicy(NamedTuple):
     """The acting part of a training run, restored from its latest checkpoint."""
 
@@ -227,9 +242,10 @@ def load_policy(run_dir: str) -> RunPolicy:
     env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = env.action_meanings
     env.close()
-    obs_model = observation.ObservationModel(config)
-    actor = actor_critic.Actor(config, len(action_meanings))
-    actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates the variables.
+    with float32_policy():
+        obs_model = observation.ObservationModel(config)
+        actor = actor_critic.Actor(config, len(action_meanings))
+        actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates variables.
     restore_policy_weights(checkpoint, obs_model, actor)
     logging.info("restored the policy from %s", checkpoint)
     return RunPolicy(config, obs_model, actor, tuple(action_meanings), checkpoint)

@@ -33,9 +33,9 @@ from twm_tf.models import transformer_xl
 #   new:       r_{t-1}    z_t        a_t         <- the queries; r_{t-1} is of step t-1
 #
 # Without reward tokens the blocks are [z_s, a_s] and M of them suffice. A step then drops block 0
-# and appends the new block: no cached tensor is copied, and slot i of the L = K * blocks slots
-# always sits at distance L + q - i from new token q, so the relative positions never change and
-# the cost per step is constant.
+# and appends the new block (the tuple is re-linked; no cached tensor is copied), and slot i of
+# the L = K * blocks slots always sits at distance L + q - i from new token q, so the relative
+# positions never change and the cost per step is constant.
 
 
 class DynamicsOutput(NamedTuple):
