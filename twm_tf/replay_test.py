@@ -52,21 +52,10 @@ def _slice(recording: testdata.Recording, start: int, end: int) -> testdata.Reco
     return testdata.Recording(*(field[start:end] for field in recording))
 
 
-def _add(buffer: replay.ReplayBuffer, recording: testdata.Recording) -> None:
-    buffer.add_batch(
-        obs_or_frames=recording.frames,
-        actions=recording.actions,
-        rewards=recording.rewards,
-        terminated=recording.terminated,
-        truncated=recording.truncated,
-        is_first=recording.is_first,
-    )
-
-
 def _buffer(recording: testdata.Recording, **kwargs) -> replay.ReplayBuffer:
     kwargs = {"capacity": len(recording.frames), "tau": 20.0, "seed": 0} | kwargs
     buffer = replay.ReplayBuffer(frame_size=recording.frames.shape[-1], **kwargs)
-    _add(buffer, recording)
+    testdata.add_to(buffer, recording)
     return buffer
 
 
@@ -167,7 +156,7 @@ class ReplayBufferTest(parameterized.TestCase):
         buffer = _buffer(_slice(recording, 0, 1_000), capacity=2_000, tau=tau)
         for _ in range(200):  # ~20 draws per old start: exp(-20 / tau) = e^-1 for tau = 20.
             buffer.sample(100, 8)
-        _add(buffer, _slice(recording, 1_000, 2_000))
+        testdata.add_to(buffer, _slice(recording, 1_000, 2_000))
         starts = np.concatenate([buffer.sample(100, 8).indices[:, 1] for _ in range(20)])
         new_share = np.mean(starts >= 1_000)
         if math.isinf(tau):
@@ -306,7 +295,7 @@ class SaveLoadTest(parameterized.TestCase):
             restored = replay.ReplayBuffer.restore(path)
         else:
             restored = replay.ReplayBuffer(capacity=300, frame_size=_SIZE, tau=5.0, seed=99)
-            _add(restored, _synthetic(20, seed=1))  # Replaced by the load.
+            testdata.add_to(restored, _synthetic(20, seed=1))  # Replaced by the load.
             restored.load(path)
         self.assertLen(restored, 200)
         self.assertEqual((restored.capacity, restored.tau), (300, 5.0))

@@ -56,3 +56,15 @@ def stacks(recording: Recording, stack: int = 4) -> np.ndarray:
     offsets = np.arange(-stack + 1, 1)
     index = np.maximum(np.arange(num_steps)[:, None] + offsets, episode_start[:, None])
     return recording.frames[index]
+
+
+def add_to(buffer, recording: Recording) -> None:
+    """Appends every step of `recording` to a replay.ReplayBuffer."""
+    buffer.add_batch(
+        obs_or_frames=recording.frames,
+        actions=recording.actions,
+        rewards=recording.rewards,
+        terminated=recording.terminated,
+        truncated=recording.truncated,
+        is_first=recording.is_first,
+    )

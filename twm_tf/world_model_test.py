@@ -14,14 +14,7 @@ from twm_tf import world_model as world_model_lib
 def _buffer(game: str, config) -> replay_lib.ReplayBuffer:
     rec = testdata.load(game)
     buffer = replay_lib.ReplayBuffer(capacity=len(rec.frames), tau=config.replay_tau, seed=0)
-    buffer.add_batch(
-        obs_or_frames=rec.frames,
-        actions=rec.actions,
-        rewards=rec.rewards,
-        terminated=rec.terminated,
-        truncated=rec.truncated,
-        is_first=rec.is_first,
-    )
+    testdata.add_to(buffer, rec)
     return buffer
 
 
