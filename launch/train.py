@@ -35,7 +35,11 @@ def main(argv):
         config = config_lib.from_flags(**overrides)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    summary = agent_lib.Agent(config, _RUN_DIR.value).train()
+    agent = agent_lib.Agent(config, _RUN_DIR.value)
+    try:
+        summary = agent.train()
+    except agent_lib.RunDirError as error:
+        raise app.UsageError(str(error)) from None
     print(json.dumps({k: v for k, v in summary.items() if k not in ("returns", "lengths")}))
 
 

@@ -13,6 +13,7 @@ so running the same command again resumes exactly where the last checkpoint left
 """
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -34,6 +35,16 @@ from twm_tf import world_model as world_model_lib
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
+
+
+# Fields a resumed run may change: they do not touch the training state.
+_RESUMABLE_CHANGES = frozenset(
+    {"eval_every", "eval_episodes", "eval_episodes_interim", "log_every", "checkpoint_every"}
+)
+
+
+class RunDirError(ValueError):
+    """The run directory holds a run that this config cannot resume."""
 
 
 class Schedule(NamedTuple):
@@ -219,7 +230,7 @@ class Agent:
         """
         config = self.config
         target = config.env_steps if until is None else min(until, config.env_steps)
-        os.makedirs(self.run_dir, exist_ok=True)
+        self._check_run_dir()
         config.save(self.run_dir)
         self._restore()
         steps = self.counters["env_steps"]
@@ -241,6 +252,25 @@ class Agent:
         if int(steps) < config.env_steps:
             return None
         return self.evaluate_final()
+
+    def _check_run_dir(self) -> None:
+        """Refuses to resume a run of another config (its checkpoint would not fit)."""
+        path = os.path.join(self.run_dir, "config.json")
+        if not os.path.exists(path):
+            os.makedirs(self.run_dir, exist_ok=True)
+            return
+        saved = dataclasses.asdict(config_lib.load(path))
+        given = dataclasses.asdict(self.config)
+        changed = [
+            f"{name}: {saved[name]!r} -> {given[name]!r}"
+            for name in saved
+            if saved[name] != given[name] and name not in _RESUMABLE_CHANGES
+        ]
+        if changed:
+            raise RunDirError(
+                f"{self.run_dir} holds a run with another config ({'; '.join(changed)}); "
+                "resume it with its own flags or pick a new --run_dir"
+            )
 
     def _main_step(self, progress: tqdm.tqdm) -> None:
         """One env step with the policy and the train steps its credit pays for."""

@@ -99,6 +99,12 @@ class AgentTest(testing.TestCase):
         ):
             self.assertIn(tag, tags)
 
+    def test_run_dir_of_another_config_is_refused(self):
+        run_dir = self.create_tempdir().full_path
+        _config(seq_len=3).save(run_dir)
+        with self.assertRaisesRegex(ValueError, r"another config \(seq_len: 3 -> 4\)"):
+            agent_lib.Agent(_config(), run_dir).train(until=0)
+
     def test_resume_is_bit_exact(self):
         config = _config()
         interrupted = self.create_tempdir().full_path
