@@ -124,7 +124,7 @@ def bench_imagination(config, wm, ac, rng) -> dict:
 def bench_policy(config) -> dict:
     """Encoder + actor at batch 1 (random float32 weights), in process and from a SavedModel."""
     size = config.frame_size
-    with export.float32_policy():
+    with export.precision_policy("float32"):
         obs_model = observation.ObservationModel(config)
         actor = actor_critic.Actor(config, _NUM_ACTIONS.value)
     frames = tf.constant(

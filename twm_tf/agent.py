@@ -17,6 +17,8 @@ import dataclasses
 import io
 import json
 import os
+import signal
+import threading
 import time
 from typing import NamedTuple
 
@@ -41,6 +43,34 @@ from twm_tf.models import observation
 _RESUMABLE_CHANGES = frozenset(
     {"eval_every", "eval_episodes", "eval_episodes_interim", "log_every", "checkpoint_every"}
 )
+
+
+_PRETRAIN_SAVE_SECONDS = 600.0
+
+
+class _StopRequest:
+    """Turns SIGINT / SIGTERM into a request to stop at the next step boundary."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():  # Signals need the main thread.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        del frame
+        if self.requested:
+            raise KeyboardInterrupt  # Second request: abort now, keep the last checkpoint.
+        self.requested = True
+        logging.warning("signal %d: stopping after this step (again to abort)", signum)
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 class RunDirError(ValueError):
@@ -132,6 +162,7 @@ class Agent:
         self.last_return = float("nan")
         self._metrics = {}
         self._log_mark = (time.monotonic(), 0)
+        self._last_save = time.monotonic()
         self.counters = {
             name: tf.Variable(0, dtype=tf.int64, name=name)
             for name in ("env_steps", "episodes", "pretrain_updates", "train_steps")
@@ -158,12 +189,6 @@ class Agent:
         seed_spec = tf.TensorSpec([2], tf.int64)
         window = world_model_lib.batch_signature(config, config.wm_batch, config.seq_len + 1)
         obs_spec = tf.TensorSpec([config.imag_starts, stack, size, size], tf.uint8)
-        frames_spec = tf.TensorSpec([None, stack, size, size], tf.uint8)
-
-        @tf.function(input_signature=[frames_spec, seed_spec])
-        def policy(frames, seed):
-            z = observation.latent_mode(wm.observation.encode(frames))
-            return ac.act(z, seed)
 
         @tf.function(input_signature=[window, obs_spec, seed_spec], jit_compile=jit)
         def train_step(batch, restart_obs, seed):
@@ -206,7 +231,7 @@ class Agent:
                 entropy_only=True,
             )
 
-        self._policy = policy
+        self._policy = evaluation.policy_function(wm.observation, ac.actor)
         self._train_step = train_step
         self._pretrain_obs = pretrain_obs
         self._pretrain_dyn = pretrain_dyn
@@ -224,9 +249,14 @@ class Agent:
     def train(self, until: int | None = None) -> dict | None:
         """Runs (or resumes) the schedule up to env step `until` (default: the whole budget).
 
+        Checkpoints are written only between steps: every config.checkpoint_every env steps,
+        at `until`, and after Ctrl-C / SIGTERM, which stop at the next step boundary (a second
+        Ctrl-C aborts at once). An exception inside a step writes nothing, so the last
+        checkpoint stays consistent and resuming from it is exact.
+
         Returns:
           The final evaluation's summary (also in <run_dir>/eval.json) once the budget is
-          spent; None when stopped earlier at `until` (a checkpoint is written either way).
+          spent; None when stopped earlier.
         """
         config = self.config
         target = config.env_steps if until is None else min(until, config.env_steps)
@@ -234,21 +264,24 @@ class Agent:
         config.save(self.run_dir)
         self._restore()
         steps = self.counters["env_steps"]
+        eval_path = os.path.join(self.run_dir, "eval.json")
+        if int(steps) >= config.env_steps and os.path.exists(eval_path):
+            with open(eval_path) as f:
+                return json.load(f)  # A finished run: nothing left to do.
         progress = tqdm.tqdm(
             total=config.env_steps, initial=int(steps), unit="step", dynamic_ncols=True
         )
-        try:
-            while int(steps) < min(target, config.prefill_steps):
+        with progress, _StopRequest() as self._stop:
+            while int(steps) < min(target, config.prefill_steps) and not self._stop.requested:
                 self._env_step(int(self.rng.integers(self.num_actions)))
                 progress.update(1)
                 self._maybe_checkpoint()
             if int(steps) >= config.prefill_steps:
                 self._pretrain_phase(progress)
-            while int(steps) < target:
+                self._maybe_evaluate()  # The paper's first evaluation follows pretraining.
+            while int(steps) < target and not self._stop.requested:
                 self._main_step(progress)
-        finally:
-            progress.close()
-            self.save()
+        self.save()
         if int(steps) < config.env_steps:
             return None
         return self.evaluate_final()
@@ -280,8 +313,8 @@ class Agent:
         self.train_credit += 1.0 / config.env_steps_per_train_step
         metrics = {}
         while self.train_credit >= 1.0 - 1e-9:
-            self.train_credit -= 1.0
             metrics = self._train()
+            self.train_credit -= 1.0
             self.counters["train_steps"].assign_add(1)
         self._log(metrics, progress)
         progress.update(1)
@@ -342,7 +375,7 @@ class Agent:
         done = self.counters["pretrain_updates"]
         offset = 0
         for count, name, update in phases:
-            while int(done) < offset + count:
+            while int(done) < offset + count and not self._stop.requested:
                 metrics = update()
                 done.assign_add(1)
                 progress.set_description(
@@ -350,7 +383,8 @@ class Agent:
                 )
                 if int(done) % 100 == 0 or int(done) == offset + count:
                     self._write_summaries(metrics, int(done), prefix="pretrain/")
-                if int(done) % 100 == 0:  # Hours of pretraining at paper scale: resumable.
+                # Pretraining takes hours at paper scale: checkpoint it every few minutes.
+                if time.monotonic() - self._last_save > _PRETRAIN_SAVE_SECONDS:
                     self.save()
             offset += count
         progress.set_description("train", refresh=False)
@@ -390,6 +424,7 @@ class Agent:
 
     def save(self) -> str:
         """Writes the replay buffer, then the checkpoint that names it (crash-safe order)."""
+        self._last_save = time.monotonic()
         number = self.checkpoint.save_counter.numpy() + 1
         replay_path = os.path.join(self.manager.directory, f"replay-{number}.bin")
         os.makedirs(self.manager.directory, exist_ok=True)
@@ -441,12 +476,9 @@ class Agent:
 
     def evaluate(self, episodes: int, seed_offset: int = 0) -> evaluation.Result:
         """Plays `episodes` evaluation games with the current policy (own env and seeds)."""
-        # Its own generator and env seeds: evaluating never perturbs the training run's RNGs.
+        # Its own envs and seeds: evaluating never perturbs the training run's RNGs.
         seed = self.config.seed + seed_offset
-        policy = evaluation.policy_function(
-            self.world_model.observation, self.actor_critic.actor, seed
-        )
-        return evaluation.evaluate(policy, self.config, episodes, seed=seed)
+        return evaluation.evaluate(self._policy, self.config, episodes, seed=seed)
 
     def evaluate_final(self) -> dict:
         """The paper's final evaluation, written to <run_dir>/eval.json."""

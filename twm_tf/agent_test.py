@@ -4,6 +4,7 @@ import csv
 import glob
 import json
 import os
+import signal
 
 import numpy as np
 import tensorflow as tf
@@ -105,10 +106,35 @@ class AgentTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, r"another config \(seq_len: 3 -> 4\)"):
             agent_lib.Agent(_config(), run_dir).train(until=0)
 
+    def test_exception_inside_a_step_writes_no_checkpoint(self):
+        agent = agent_lib.Agent(_config(), self.create_tempdir().full_path)
+        step = agent.env.step
+
+        def failing_step(action):
+            if int(agent.counters["env_steps"]) == 50:
+                raise RuntimeError("emulator crashed")
+            return step(action)
+
+        agent.env.step = failing_step
+        with self.assertRaisesRegex(RuntimeError, "emulator crashed"):
+            agent.train()
+        # A checkpoint here would hold a half-done step; the last periodic one (none yet) stays.
+        self.assertIsNone(agent.manager.latest_checkpoint)
+
     def test_resume_is_bit_exact(self):
         config = _config()
         interrupted = self.create_tempdir().full_path
-        self.assertIsNone(agent_lib.Agent(config, interrupted).train(until=140))
+        agent = agent_lib.Agent(config, interrupted)
+        step = agent.env.step
+
+        def interrupted_step(action):  # Ctrl-C arrives in the middle of env step 140.
+            if int(agent.counters["env_steps"]) == 139:
+                signal.raise_signal(signal.SIGINT)
+            return step(action)
+
+        agent.env.step = interrupted_step
+        self.assertIsNone(agent.train())
+        self.assertEqual(int(agent.counters["env_steps"]), 140)
         resumed = agent_lib.Agent(config, interrupted)
         resumed.train(until=170)
         straight = agent_lib.Agent(config, self.create_tempdir().full_path)

@@ -86,7 +86,8 @@ class ConfigTest(parameterized.TestCase):
         ("obs_lr", float("nan"), "config.obs_lr must be finite"),
         ("imag_starts", 10**6, "config.imag_starts must be <= wm_batch"),
         ("frame_size", 84, "config.frame_size must be 64"),
-        ("precision", "float64", "config.precision must be one of"),
+        ("precision", "mixed_float16", "config.precision must be one of"),
+        ("prefill_steps", 10, "config.prefill_steps must be >= 11"),
     )
     def test_validation_names_field(self, field, value, message):
         with self.assertRaisesRegex(ValueError, message):

@@ -48,7 +48,7 @@ class Result(NamedTuple):
 
 
 def evaluate(
-    policy: Callable[[np.ndarray], np.ndarray],
+    act: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
     config: config_lib.Config,
     episodes: int,
     seed: int,
@@ -56,20 +56,24 @@ def evaluate(
     """Plays `episodes` whole games.
 
     Args:
-      policy: maps uint8 observations [1, stack, 64, 64] to actions [1].
+      act: (uint8 observations [1, stack, 64, 64], stateless seed [2] int64) -> actions [1].
       config: env settings (game, time limit, frame settings).
       episodes: number of games.
-      seed: env seed; game i uses seed + i, so results do not depend on earlier games.
+      seed: game i seeds its env and its action sampling with seed + i, so a game's result
+        does not depend on the games before it (without no-ops or sticky actions the ALE itself
+        is deterministic; the variety comes from the sampled actions).
 
     Returns:
       The raw score and length of every game.
     """
     returns, lengths = [], []
     for episode in range(episodes):
+        generator = tf.random.Generator.from_seed(seed + episode)
         env = atari.from_config(config, training=False, seed=seed + episode)
         obs, total, length = env.reset(), 0.0, 0
         while True:
-            step = env.step(int(policy(obs[None])[0]))
+            action = act(obs[None], generator.make_seeds(1)[:, 0])
+            step = env.step(int(action[0]))
             total += float(step.reward)
             length += 1
             if step.new_game:
@@ -82,36 +86,38 @@ def evaluate(
 
 
 def policy_function(
-    obs_model: observation.ObservationModel, actor: actor_critic.Actor, seed: int
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The evaluation policy: actions sampled from the actor on the mode of z."""
-    generator = tf.random.Generator.from_seed(seed)
+    obs_model: observation.ObservationModel, actor: actor_critic.Actor
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """The acting policy: actions sampled from the actor on the mode of z (no transformer)."""
     config = obs_model.config
     frames_spec = tf.TensorSpec(
         [None, config.frame_stack, config.frame_size, config.frame_size], tf.uint8
     )
 
     @tf.function(input_signature=[frames_spec, tf.TensorSpec([2], tf.int64)])
-    def act(frames, step_seed):
+    def act(frames, seed):
         z = observation.latent_mode(obs_model.encode(frames))
-        return actor_critic.sample_actions(actor(z), step_seed)
+        return actor_critic.sample_actions(actor(z), seed)
 
-    return lambda frames: act(frames, generator.make_seeds(1)[:, 0]).numpy()
+    return act
 
 
 def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = None) -> dict:
     """Evaluates the latest checkpoint of a run; writes and returns <run_dir>/eval.json.
+
+    The models are rebuilt in the run's precision, so with the default seed this replays the
+    games of the run's own final evaluation.
 
     Args:
       run_dir: a launch/train.py run directory.
       episodes: games to play (default: the run's config.eval_episodes).
       seed: evaluation seed (default: the run's seed + env_steps, as the agent's final one).
     """
-    run = export.load_policy(run_dir)
+    run = export.load_policy(run_dir, as_trained=True)
     config = run.config
     seed = config.seed + config.env_steps if seed is None else seed
     result = evaluate(
-        policy_function(run.obs_model, run.actor, seed),
+        policy_function(run.obs_model, run.actor),
         config,
         config.eval_episodes if episodes is None else episodes,
         seed=seed,

@@ -199,12 +199,14 @@ def restore_policy_weights(
 
 
 @contextlib.contextmanager
-def float32_policy():
-    """Builds models in float32 whatever the training precision: at batch 1 a policy step is
-    bound by reading weights, where bfloat16 casts cost more than they save, and float32 keeps
-    the exported probabilities exact."""
+def precision_policy(name: str):
+    """Builds models under the Keras dtype policy `name`, restoring the global one after.
+
+    Exports use float32 whatever the training precision: at batch 1 bfloat16 casts cost more
+    than they save, and float32 keeps the exported probabilities exact.
+    """
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy(name)
     try:
         yield
     finally:
@@ -221,8 +223,11 @@ class RunPolicy(NamedTuple):
     checkpoint: str
 
 
-def load_policy(run_dir: str) -> RunPolicy:
+def load_policy(run_dir: str, as_trained: bool = False) -> RunPolicy:
     """Rebuilds the observation model and actor of a run and restores their latest weights.
+
+    Models are float32 (for export) unless `as_trained`: then in the run's config.precision,
+    as the agent acted and evaluated.
 
     Raises:
         FileNotFoundError: if run_dir has no config.json or no checkpoint.
@@ -242,7 +247,7 @@ def load_policy(run_dir: str) -> RunPolicy:
     env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = env.action_meanings
     env.close()
-    with float32_policy():
+    with precision_policy("float32" if not as_trained else config.precision):
         obs_model = observation.ObservationModel(config)
         actor = actor_critic.Actor(config, len(action_meanings))
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates variables.

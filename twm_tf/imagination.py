@@ -82,7 +82,8 @@ def rollout(
       dynamics_model: the Transformer-XL.
       actor: the policy.
       starts: the tuple of select_starts.
-      restart_z: [M, V, C] encoder samples of random buffer observations; row m replaces
+      restart_z: [P, V, C] encoder samples of random buffer observations; a restarting rollout
+        takes a uniformly drawn row (a fresh draw at every restart).
         rollout m's state whenever it restarts.
       seed: [2] stateless seed.
       config: horizon, restart_threshold.
@@ -93,15 +94,15 @@ def rollout(
     context_z, context_action, context_reward, context_done, start_z = starts
     m = start_z.shape[0]
     horizon = config.horizon
-    seeds = tf.random.experimental.stateless_split(seed, num=2 * horizon)
+    seeds = tf.random.experimental.stateless_split(seed, num=3 * horizon)
     _, cache = dynamics_model.prefill(
         context_z[:, None], context_action[:, None], context_reward[:, None], context_done[:, None]
     )
 
     def body(t, cache, z, prev_reward, reset, product, arrays):
-        action = actor_critic.sample_actions(actor(z), seeds[2 * t])
+        action = actor_critic.sample_actions(actor(z), seeds[3 * t])
         out, cache = dynamics_model.step(cache, z, action, prev_reward, reset=reset)
-        next_z = observation.sample_latent(out.next_logits, seeds[2 * t + 1])
+        next_z = observation.sample_latent(out.next_logits, seeds[3 * t + 1])
         discount = tf.sigmoid(out.discount_logit)
         product = product * discount
         done = product < config.restart_threshold
@@ -113,7 +114,10 @@ def rollout(
             arrays[4].write(t, done),
             arrays[5].write(t, reset),
         )
-        next_z = tf.where(done[:, None, None], restart_z, next_z)
+        pick = tf.random.stateless_uniform(
+            [m], seeds[3 * t + 2], maxval=tf.shape(restart_z)[0], dtype=tf.int32
+        )
+        next_z = tf.where(done[:, None, None], tf.gather(restart_z, pick), next_z)
         product = tf.where(done, tf.ones_like(product), product)
         return t + 1, cache, next_z, out.reward, done, product, arrays
 

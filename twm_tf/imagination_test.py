@@ -33,12 +33,12 @@ def _latents(config, n, length, seed=0):
 def _reference(model, actor, starts, restart_z, seed, config):
     """Recomputes the whole imagined sequence with the full-window model at every step."""
     context_z, context_action, context_reward, context_done, z = starts
-    seeds = tf.random.experimental.stateless_split(seed, num=2 * config.horizon)
+    seeds = tf.random.experimental.stateless_split(seed, num=3 * config.horizon)
     zs, actions, rewards, dones = [context_z], [context_action], [context_reward], [context_done]
     product = tf.ones([z.shape[0]])
     records = []
     for t in range(config.horizon):
-        action = actor_critic.sample_actions(actor(z), seeds[2 * t])
+        action = actor_critic.sample_actions(actor(z), seeds[3 * t])
         zs.append(z)
         actions.append(action)
         # The reward and done of step t are not inputs of its own prediction (read at a_t).
@@ -50,13 +50,16 @@ def _reference(model, actor, starts, restart_z, seed, config):
         )
         next_logits, reward = out.next_logits[:, -1], out.reward[:, -1]
         discount = tf.sigmoid(out.discount_logit[:, -1])
-        next_z = observation.sample_latent(next_logits, seeds[2 * t + 1])
+        next_z = observation.sample_latent(next_logits, seeds[3 * t + 1])
         product *= discount
         done = product < config.restart_threshold
         records.append((action, reward, discount, done))
         rewards.append(reward)
         dones.append(done)
-        z = tf.where(done[:, None, None], restart_z, next_z)
+        pick = tf.random.stateless_uniform(
+            [z.shape[0]], seeds[3 * t + 2], maxval=len(restart_z), dtype=tf.int32
+        )
+        z = tf.where(done[:, None, None], tf.gather(restart_z, pick), next_z)
         product = tf.where(done, tf.ones_like(product), product)
     return zs[1:] + [z], records
 
@@ -91,7 +94,7 @@ class ImaginationTest(testing.TestCase):
         latents = _latents(config, n=4, length=5)
         seed = tf.constant([7, 8], tf.int64)
         starts = imagination.select_starts(latents, 6, seed)
-        restart_z = latents.z.numpy()[:, 0].repeat(2, axis=0)[:6]
+        restart_z = latents.z.numpy()[:, 0]  # a pool of 4 distinct states for 6 rollouts
         trajectory = tf.function(imagination.rollout)(
             self.model, self.actor, starts, tf.constant(restart_z), seed, config
         )
@@ -105,6 +108,10 @@ class ImaginationTest(testing.TestCase):
         self.assertAllEqual(trajectory.dones, done)
         restarts = np.concatenate([starts[3].numpy()[:, None], done[:, :-1]], axis=1)
         self.assertAllEqual(trajectory.restarts, restarts)
+        # Every restarted state comes from the pool.
+        restarted = trajectory.z.numpy()[:, 1:][done]
+        in_pool = (restarted[:, None] == restart_z[None]).all(axis=(2, 3)).any(axis=1)
+        self.assertTrue(in_pool.all())
 
     def test_rollout_traces_once(self):
         config = self.config

@@ -316,22 +316,6 @@ class ActorCritic(tf.Module):
         self.actor_optimizer.build(self.actor.trainable_variables)
         self.critic_optimizer.build(self.critic.trainable_variables)
 
-    def act(self, z: tf.Tensor, seed: tf.Tensor, greedy: bool = False) -> tf.Tensor:
-        """Samples a ~ pi(.|z).
-
-        Args:
-            z: [B, V, C] one-hot latents.
-            seed: [2] int stateless seed (tf.random.stateless_categorical).
-            greedy: take the most likely action instead of sampling.
-
-        Returns:
-            actions: [B] int32.
-        """
-        logits = self.actor(z)  # [B, A]
-        if greedy:
-            return tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return sample_actions(logits, seed)
-
     def update(
         self,
         z: tf.Tensor,

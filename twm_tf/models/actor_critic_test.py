@@ -187,19 +187,6 @@ class NetworksTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "latent_vars, latent_classes"):
             actor(tf.zeros([2, 16]))
 
-    def test_act(self):
-        config = config_lib.debug()
-        ac = ac_lib.ActorCritic(config, 3)
-        z = _one_hot_z([64], config)
-        seed = tf.constant([1, 2])
-        actions = ac.act(z, seed)
-        self.assertEqual(actions.dtype, tf.int32)
-        self.assertEqual(actions.shape, [64])
-        self.assertAllEqual(actions, ac.act(z, seed))
-        self.assertAllEqual(actions, ac_lib.sample_actions(ac.actor(z), seed))
-        self.assertNotAllEqual(actions, ac.act(z, tf.constant([3, 4])))
-        self.assertAllEqual(ac.act(z, seed, greedy=True), tf.argmax(ac.actor(z), axis=-1))
-
     def test_sample_actions_follows_the_policy(self):
         logits = tf.math.log([[0.1, 0.2, 0.7]] * 20_000)
         seed = tf.constant([3, 4], tf.int64)
@@ -306,7 +293,7 @@ class UpdateTest(testing.TestCase):
         @tf.function
         def train_step(step):
             z = _one_hot_z([batch, 2], config)
-            actions = ac.act(z[:, 0], tf.stack([step, 7]))[:, None]  # [M, H=1]
+            actions = ac_lib.sample_actions(ac.actor(z[:, 0]), tf.stack([step, 7]))[:, None]
             rewards = tf.cast(actions == rewarded, tf.float32)
             zeros = tf.zeros([batch, 1])
             return ac.update(z, actions, rewards, zeros, tf.zeros([batch, 1], tf.bool))
