@@ -53,7 +53,7 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def _window(config, rng) -> world_model_lib.Batch:
-    n, length, size = config.wm_batch, config.seq_len + 1, config.frame_size
+    n, length, size = config.wm_batch, config.seq_len + 2, config.frame_size
     return world_model_lib.Batch(
         frames=tf.constant(
             rng.integers(0, 256, [n, length, config.frame_stack, size, size]), tf.uint8
@@ -76,14 +76,14 @@ def bench_imagination(config, wm, ac, rng) -> dict:
     latents = world_model_lib.Latents(
         z=observation.latent_mode(
             tf.random.normal(
-                [config.wm_batch, config.seq_len + 1, config.latent_vars, config.latent_classes]
+                [config.wm_batch, config.seq_len + 2, config.latent_vars, config.latent_classes]
             )
         ),
         actions=tf.constant(
-            rng.integers(0, _NUM_ACTIONS.value, [config.wm_batch, config.seq_len + 1]), tf.int32
+            rng.integers(0, _NUM_ACTIONS.value, [config.wm_batch, config.seq_len + 2]), tf.int32
         ),
-        rewards=tf.zeros([config.wm_batch, config.seq_len + 1]),
-        dones=tf.zeros([config.wm_batch, config.seq_len + 1], tf.bool),
+        rewards=tf.zeros([config.wm_batch, config.seq_len + 2]),
+        dones=tf.zeros([config.wm_batch, config.seq_len + 2], tf.bool),
     )
     restart_obs = tf.constant(
         rng.integers(0, 256, [config.imag_starts, config.frame_stack, size, size]), tf.uint8

@@ -187,7 +187,9 @@ class Agent:
         jit = config.jit_compile
         size, stack = config.frame_size, config.frame_stack
         seed_spec = tf.TensorSpec([2], tf.int64)
-        window = world_model_lib.batch_signature(config, config.wm_batch, config.seq_len + 1)
+        window = world_model_lib.batch_signature(
+            config, config.wm_batch, world_model_lib.replay_steps(config) + 1
+        )
         obs_spec = tf.TensorSpec([config.imag_starts, stack, size, size], tf.uint8)
 
         @tf.function(input_signature=[window, obs_spec, seed_spec], jit_compile=jit)
@@ -348,7 +350,7 @@ class Agent:
 
     def _train(self) -> dict:
         config = self.config
-        batch = self.replay.sample(config.wm_batch, config.seq_len)
+        batch = self.replay.sample(config.wm_batch, world_model_lib.replay_steps(config))
         restart_obs = self.replay.sample_observations(config.imag_starts)
         return self._train_step(self._window(batch), restart_obs, self._seed())
 
@@ -357,7 +359,8 @@ class Agent:
         return self._pretrain_obs(frames, self._seed())
 
     def _pretrain_dynamics(self) -> dict:
-        batch = self.replay.sample_uniform(self.config.wm_batch, self.config.seq_len)
+        steps = world_model_lib.replay_steps(self.config)
+        batch = self.replay.sample_uniform(self.config.wm_batch, steps)
         return self._pretrain_dyn(self._window(batch), self._seed())
 
     def _pretrain_actor_critic(self) -> dict:

@@ -68,7 +68,7 @@ class Config:
 
     # World-model training.
     wm_batch: int = _field(100, "N: sequences per world-model batch.")
-    seq_len: int = _field(16, "l: steps per sequence (plus one context step).")
+    seq_len: int = _field(16, "l: trained steps per sequence (plus a context step before).")
     replay_tau: float = _field(20.0, "Balanced-sampling temperature; inf = uniform.")
     alpha1: float = _field(5.0, "Weight of the thresholded latent-entropy regularizer.")
     entropy_threshold_z: float = _field(0.1, "Gamma_z: normalized latent-entropy threshold.")
@@ -236,7 +236,7 @@ def validate(config: Config) -> None:
             config.imag_starts,
         )
     # Prefill data must hold the first batches: N distinct windows, M distinct AC sequences.
-    needed = max(config.wm_batch + config.seq_len - 1, config.imag_starts + config.horizon - 1)
+    needed = max(config.wm_batch + config.seq_len, config.imag_starts + config.horizon - 1)
     if config.prefill_steps < needed:
         _fail(
             "prefill_steps",

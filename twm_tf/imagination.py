@@ -42,8 +42,11 @@ def _batch_major(x: tf.Tensor) -> tf.Tensor:
 def select_starts(latents, num_starts: int, seed: tf.Tensor):
     """Draws M (context, start) pairs without replacement from the window batch.
 
+    The pairs are the N * l trained transitions (t, t + 1), t = 1..l: the real step t seeds the
+    memory and z_{t+1} starts the rollout.
+
     Args:
-      latents: world_model.Latents with [N, L] tensors (L = l + 1).
+      latents: world_model.Latents with [N, L] tensors (L = l + 2).
       num_starts: M <= N * l.
       seed: [2] stateless seed.
 
@@ -52,13 +55,13 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor):
        start_z [M, V, C]).
     """
     n, length = latents.actions.shape[0], latents.actions.shape[1]
-    pairs = n * (length - 1)
+    per_row = length - 2
     # Gumbel top-k of equal logits = uniform sampling without replacement.
-    noise = tf.random.stateless_uniform([pairs], seed, minval=1e-9, maxval=1.0)
+    noise = tf.random.stateless_uniform([n * per_row], seed, minval=1e-9, maxval=1.0)
     _, flat = tf.math.top_k(-tf.math.log(-tf.math.log(noise)), k=num_starts)
-    row, col = flat // (length - 1), flat % (length - 1)
-    context = tf.stack([row, col], axis=-1)  # step s - 1
-    start = tf.stack([row, col + 1], axis=-1)  # step s
+    row, col = flat // per_row, flat % per_row + 1
+    context = tf.stack([row, col], axis=-1)  # step t
+    start = tf.stack([row, col + 1], axis=-1)  # step t + 1
     return (
         tf.gather_nd(latents.z, context),
         tf.gather_nd(latents.actions, context),

@@ -1,12 +1,14 @@
 """The world model: the VAE and the Transformer-XL trained together on replayed windows.
 
-One update on a window batch [N, l + 1] (context step + l steps):
+One update on a window batch [N, l + 2]: a context step, the l trained steps, and the frame of
+the last step's target (as the released code, every trained prediction has a real step before it
+in memory):
 
-    frames o_0..o_l --encoder--> q(z_t|o_t) --sample--> z_t --decoder--> o_hat_t
+    frames o_0..o_{l+1} --encoder--> q(z_t|o_t) --sample--> z_t --decoder--> o_hat_t
     (sg z_t, a_t, tanh r_t, done_t) --dynamics--> h_t --heads--> p(z_{t+1}|h_t), r_t, gamma_t
 
-    L_dyn on t = 0..l-1 (targets sg q(z_{t+1}|o_{t+1}), r_t, 0.99 (1 - terminated_t))
-    L_obs on t = 0..l   (consistency with sg p(z_t|h_{t-1}) for t >= 1)
+    L_dyn on t = 1..l   (targets sg q(z_{t+1}|o_{t+1}), r_t, 0.99 (1 - terminated_t))
+    L_obs on t = 0..l+1 (consistency with sg p(z_t|h_{t-1}) for t >= 1)
 
 Both losses come from one forward pass: the stop-gradients make them independent, so applying the
 dynamics optimizer first and the observation optimizer second (SPEC's order) equals two separate
@@ -23,8 +25,13 @@ from twm_tf.models import dynamics
 from twm_tf.models import observation
 
 
+def replay_steps(config: config_lib.Config) -> int:
+    """Steps after the context step that a window holds: l trained steps + the last target."""
+    return config.seq_len + 1
+
+
 class Batch(NamedTuple):
-    """Replayed windows [N, L] (L = seq_len + 1, element 0 the context step)."""
+    """Replayed windows [N, L] (L = seq_len + 2, element 0 the context step)."""
 
     frames: tf.Tensor  # [N, L, S, 64, 64] uint8
     actions: tf.Tensor  # [N, L] int32
@@ -108,15 +115,15 @@ class WorldModel(tf.Module):
 
         dyn_loss, dyn_metrics = dynamics.dynamics_loss(
             dynamics.DynamicsOutput(
-                next_logits=out.next_logits[:, :-1],
-                reward=out.reward[:, :-1],
-                discount_logit=out.discount_logit[:, :-1],
+                next_logits=out.next_logits[:, 1:-1],
+                reward=out.reward[:, 1:-1],
+                discount_logit=out.discount_logit[:, 1:-1],
                 attention=None,
             ),
-            target_logits=logits[:, 1:],
-            rewards=rewards[:, :-1],
-            terminated=batch.terminated[:, :-1],
-            dones=batch.dones[:, :-1],
+            target_logits=logits[:, 2:],
+            rewards=rewards[:, 1:-1],
+            terminated=batch.terminated[:, 1:-1],
+            dones=batch.dones[:, 1:-1],
             config=config,
         )
         # z_t is predicted from h_{t-1}: the context step has no prediction and neither has a

@@ -30,7 +30,9 @@ class WorldModelTest(testing.TestCase):
         )
         self.model = world_model_lib.WorldModel(self.config, num_actions=4)
         self.model.build()
-        self.batch = _window(_buffer("Breakout", self.config).sample(8, 6))
+        self.batch = _window(
+            _buffer("Breakout", self.config).sample(8, world_model_lib.replay_steps(self.config))
+        )
         self.seed = tf.constant([1, 2], tf.int64)
 
     def test_fits_a_real_sequence(self):
