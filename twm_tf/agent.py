@@ -5,7 +5,7 @@
                  critic on real encoded sequences with an entropy-only actor (SPEC "Schedule")
     main loop    per env step (policy acts on z = mode of the encoder of the last 4 frames), add
                  1 / env_steps_per_train_step train credits; each whole credit is one train step:
-                 a world-model update on N x (l + 1) balanced windows, then imagination of M x H
+                 a world-model update on N x (l + 2) balanced windows, then imagination of M x H
                  steps and one critic + actor update
 
 Every counter, generator and env lives in the checkpoint (the replay buffer in a file beside it),
