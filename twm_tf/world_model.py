@@ -94,6 +94,25 @@ class WorldModel(tf.Module):
         self.obs_optimizer.build(self.observation.trainable_variables)
         self.dyn_optimizer.build(self.dynamics.trainable_variables)
 
+    def _dynamics_losses(self, batch: Batch, logits: tf.Tensor, z: tf.Tensor, training: bool):
+        """The dynamics loss of a window given its latents; returns (loss, metrics, output)."""
+        rewards = tf.tanh(batch.rewards)
+        out = self.dynamics(z, batch.actions, rewards, batch.dones, training=training)
+        loss, metrics = dynamics.dynamics_loss(
+            dynamics.DynamicsOutput(
+                next_logits=out.next_logits[:, 1:-1],
+                reward=out.reward[:, 1:-1],
+                discount_logit=out.discount_logit[:, 1:-1],
+                attention=None,
+            ),
+            target_logits=logits[:, 2:],
+            rewards=rewards[:, 1:-1],
+            terminated=batch.terminated[:, 1:-1],
+            dones=batch.dones[:, 1:-1],
+            config=self.config,
+        )
+        return loss, metrics, out
+
     def losses(self, batch: Batch, seed: tf.Tensor, training: bool = True):
         """Both losses of one window batch.
 
@@ -105,27 +124,11 @@ class WorldModel(tf.Module):
         Returns:
           (obs_loss, dyn_loss, metrics, latents).
         """
-        config = self.config
         logits = self.observation.encode(batch.frames, training=training)  # [N, L, V, C]
         z = observation.sample_latent(logits, seed)
         reconstruction = self.observation.decode(z, training=training)
-        rewards = tf.tanh(batch.rewards)
         z_input = tf.stop_gradient(z)
-        out = self.dynamics(z_input, batch.actions, rewards, batch.dones, training=training)
-
-        dyn_loss, dyn_metrics = dynamics.dynamics_loss(
-            dynamics.DynamicsOutput(
-                next_logits=out.next_logits[:, 1:-1],
-                reward=out.reward[:, 1:-1],
-                discount_logit=out.discount_logit[:, 1:-1],
-                attention=None,
-            ),
-            target_logits=logits[:, 2:],
-            rewards=rewards[:, 1:-1],
-            terminated=batch.terminated[:, 1:-1],
-            dones=batch.dones[:, 1:-1],
-            config=config,
-        )
+        dyn_loss, dyn_metrics, out = self._dynamics_losses(batch, logits, z_input, training)
         # z_t is predicted from h_{t-1}: the context step has no prediction and neither has a
         # step after an episode end; the mask leaves both out of the consistency term.
         prior_logits = tf.concat([logits[:, :1], out.next_logits[:, :-1]], axis=1)
@@ -137,10 +140,12 @@ class WorldModel(tf.Module):
             reconstruction,
             logits,
             tf.stop_gradient(prior_logits),
-            config,
+            self.config,
             prior_mask=prior_mask,
         )
-        latents = Latents(z=z_input, actions=batch.actions, rewards=rewards, dones=batch.dones)
+        latents = Latents(
+            z=z_input, actions=batch.actions, rewards=tf.tanh(batch.rewards), dones=batch.dones
+        )
         return obs_loss, dyn_loss, {**obs_metrics, **dyn_metrics}, latents
 
     def train_step(self, batch: Batch, seed: tf.Tensor):
@@ -173,10 +178,12 @@ class WorldModel(tf.Module):
         return metrics
 
     def dynamics_step(self, batch: Batch, seed: tf.Tensor) -> dict:
-        """Dynamics-only update on windows, the VAE fixed (pretraining)."""
+        """Dynamics-only update on windows, the VAE fixed (pretraining; no decoder pass)."""
+        logits = self.observation.encode(batch.frames)
+        z = tf.stop_gradient(observation.sample_latent(logits, seed))
         variables = self.dynamics.trainable_variables
         with tf.GradientTape() as tape:
-            _, dyn_loss, metrics, _ = self.losses(batch, seed)
-        grads = tape.gradient(dyn_loss, variables)
+            loss, metrics, _ = self._dynamics_losses(batch, logits, z, training=True)
+        grads = tape.gradient(loss, variables)
         self.dyn_optimizer.apply_gradients(zip(grads, variables))
-        return {k: v for k, v in metrics.items() if k.startswith("dyn/")}
+        return metrics
