@@ -40,6 +40,9 @@ def main(argv):
         summary = agent.train()
     except agent_lib.RunDirError as error:
         raise app.UsageError(str(error)) from None
+    if summary is None:  # Stopped by Ctrl-C / SIGTERM at a step boundary, checkpoint written.
+        print(f"stopped; run the same command to resume from {agent.manager.latest_checkpoint}")
+        return
     print(json.dumps({k: v for k, v in summary.items() if k not in ("returns", "lengths")}))
 
 

@@ -381,8 +381,9 @@ class Agent:
             while int(done) < offset + count and not self._stop.requested:
                 metrics = update()
                 done.assign_add(1)
+                # Env steps stand still while pretraining: the description is the live part.
                 progress.set_description(
-                    f"pretrain {name} {int(done) - offset}/{count}", refresh=False
+                    f"pretrain {name} {int(done) - offset}/{count}", refresh=int(done) % 10 == 1
                 )
                 if int(done) % 100 == 0 or int(done) == offset + count:
                     self._write_summaries(metrics, int(done), prefix="pretrain/")
