@@ -94,9 +94,14 @@ class WorldModel(tf.Module):
         self.obs_optimizer.build(self.observation.trainable_variables)
         self.dyn_optimizer.build(self.dynamics.trainable_variables)
 
-    def _dynamics_losses(self, batch: Batch, logits: tf.Tensor, z: tf.Tensor, training: bool):
-        """The dynamics loss of a window given its latents; returns (loss, metrics, output)."""
-        rewards = tf.tanh(batch.rewards)
+    def _dynamics_losses(
+        self, batch: Batch, rewards: tf.Tensor, logits: tf.Tensor, z: tf.Tensor, training: bool
+    ):
+        """The dynamics loss of a window given its tanh rewards and latents.
+
+        Returns:
+          (loss, metrics, DynamicsOutput of the whole window).
+        """
         out = self.dynamics(z, batch.actions, rewards, batch.dones, training=training)
         loss, metrics = dynamics.dynamics_loss(
             dynamics.DynamicsOutput(
@@ -128,7 +133,10 @@ class WorldModel(tf.Module):
         z = observation.sample_latent(logits, seed)
         reconstruction = self.observation.decode(z, training=training)
         z_input = tf.stop_gradient(z)
-        dyn_loss, dyn_metrics, out = self._dynamics_losses(batch, logits, z_input, training)
+        rewards = tf.tanh(batch.rewards)
+        dyn_loss, dyn_metrics, out = self._dynamics_losses(
+            batch, rewards, logits, z_input, training
+        )
         # z_t is predicted from h_{t-1}: the context step has no prediction and neither has a
         # step after an episode end; the mask leaves both out of the consistency term.
         prior_logits = tf.concat([logits[:, :1], out.next_logits[:, :-1]], axis=1)
@@ -143,9 +151,7 @@ class WorldModel(tf.Module):
             self.config,
             prior_mask=prior_mask,
         )
-        latents = Latents(
-            z=z_input, actions=batch.actions, rewards=tf.tanh(batch.rewards), dones=batch.dones
-        )
+        latents = Latents(z=z_input, actions=batch.actions, rewards=rewards, dones=batch.dones)
         return obs_loss, dyn_loss, {**obs_metrics, **dyn_metrics}, latents
 
     def train_step(self, batch: Batch, seed: tf.Tensor):
@@ -183,7 +189,9 @@ class WorldModel(tf.Module):
         z = tf.stop_gradient(observation.sample_latent(logits, seed))
         variables = self.dynamics.trainable_variables
         with tf.GradientTape() as tape:
-            loss, metrics, _ = self._dynamics_losses(batch, logits, z, training=True)
+            loss, metrics, _ = self._dynamics_losses(
+                batch, tf.tanh(batch.rewards), logits, z, training=True
+            )
         grads = tape.gradient(loss, variables)
         self.dyn_optimizer.apply_gradients(zip(grads, variables))
         return metrics
