@@ -32,7 +32,9 @@ from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
 from twm_tf import imagination
+from twm_tf import metrics as metrics_lib
 from twm_tf import replay as replay_lib
+from twm_tf import seeding
 from twm_tf import world_model as world_model_lib
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
@@ -102,8 +104,16 @@ def schedule(config: config_lib.Config) -> Schedule:
     )
 
 
+def _json_bytes(value) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, sort_keys=True).encode(), np.uint8)
+
+
 class _LoopState(tf.train.experimental.PythonState):
-    """The Python side of the loop (env, NumPy RNG, current observation) inside the checkpoint."""
+    """The Python side of the loop (env, NumPy RNG, current observation) inside the checkpoint.
+
+    It also records how the run's random streams were derived from its seed (`seeding.describe`):
+    a checkpoint whose streams another derivation made cannot continue bit-exactly and is refused.
+    """
 
     def __init__(self, agent: "Agent"):
         self._agent = agent
@@ -114,7 +124,8 @@ class _LoopState(tf.train.experimental.PythonState):
         np.savez(
             buffer,
             env=np.frombuffer(agent.env.get_state().to_bytes(), np.uint8),
-            rng=np.frombuffer(json.dumps(agent.rng.bit_generator.state).encode(), np.uint8),
+            rng=_json_bytes(agent.rng.bit_generator.state),
+            seeds=_json_bytes(seeding.describe(agent.config.seed)),
             obs=agent.obs,
             scalars=np.array([agent.first, agent.episode_return, agent.train_credit], np.float64),
         )
@@ -123,6 +134,14 @@ class _LoopState(tf.train.experimental.PythonState):
     def deserialize(self, data: bytes) -> None:
         agent = self._agent
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            expected = seeding.describe(agent.config.seed)
+            saved = json.loads(arrays["seeds"].tobytes()) if "seeds" in arrays else None
+            if saved != expected:
+                raise RunDirError(
+                    f"{agent.run_dir}: the checkpoint's random streams were derived as {saved}, "
+                    f"this version derives {expected}; resume it with the version that wrote it "
+                    "or pick a new --run_dir"
+                )
             agent.env.set_state(atari.EnvState.from_bytes(arrays["env"].tobytes()))
             agent.rng.bit_generator.state = json.loads(arrays["rng"].tobytes())
             agent.obs = arrays["obs"]
@@ -137,30 +156,32 @@ class Agent:
         self.config = config
         self.run_dir = run_dir
         self.schedule = schedule(config)
-        self.env = atari.from_config(config, training=True, seed=config.seed)
+        self.env = atari.from_config(
+            config, training=True, seed=seeding.derive(config.seed, "env")
+        )
         self.num_actions = self.env.num_actions
         self.replay = replay_lib.ReplayBuffer(
             capacity=config.env_steps,
             frame_size=config.frame_size,
             stack=config.frame_stack,
             tau=config.replay_tau,
-            seed=config.seed,
+            seed=seeding.derive(config.seed, "replay"),
         )
         # Initial weights and dropout seeds come from Keras' global generator: seed it so that
         # equal configs give equal runs (also across Agents in one process).
-        keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(seeding.derive(config.seed, "weights"))
         keras.mixed_precision.set_global_policy(config.precision)
         self.world_model = world_model_lib.WorldModel(config, self.num_actions)
         self.world_model.build()
         self.actor_critic = actor_critic.ActorCritic(config, self.num_actions)
-        self.generator = tf.random.Generator.from_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
+        self.generator = tf.random.Generator.from_seed(seeding.derive(config.seed, "tf"))
+        self.rng = seeding.numpy_rng(config.seed, "prefill")
         self.obs = self.env.reset()
         self.first = True
         self.episode_return = 0.0
         self.train_credit = 0.0
         self.last_return = float("nan")
-        self._metrics = {}
+        self._means = metrics_lib.Means()
         self._log_mark = (time.monotonic(), 0)
         self._last_save = time.monotonic()
         self.counters = {
@@ -313,12 +334,11 @@ class Agent:
         action = self._policy(self.obs[None], self._seed())[0]
         self._env_step(int(action))
         self.train_credit += 1.0 / config.env_steps_per_train_step
-        metrics = {}
         while self.train_credit >= 1.0 - 1e-9:
-            metrics = self._train()
+            self._means.add(self._train())
             self.train_credit -= 1.0
             self.counters["train_steps"].assign_add(1)
-        self._log(metrics, progress)
+        self._log(progress)
         progress.update(1)
         self._maybe_evaluate()
         self._maybe_checkpoint()
@@ -379,14 +399,14 @@ class Agent:
         offset = 0
         for count, name, update in phases:
             while int(done) < offset + count and not self._stop.requested:
-                metrics = update()
+                self._means.add(update())
                 done.assign_add(1)
                 # Env steps stand still while pretraining: the description is the live part.
                 progress.set_description(
                     f"pretrain {name} {int(done) - offset}/{count}", refresh=int(done) % 10 == 1
                 )
                 if int(done) % 100 == 0 or int(done) == offset + count:
-                    self._write_summaries(metrics, int(done), prefix="pretrain/")
+                    self._write_summaries(self._means.flush(), int(done), prefix="pretrain/")
                 # Pretraining takes hours at paper scale: checkpoint it every few minutes.
                 if time.monotonic() - self._last_save > _PRETRAIN_SAVE_SECONDS:
                     self.save()
@@ -395,9 +415,8 @@ class Agent:
 
     # ----------------------------------------------------------------- logging, checkpoints
 
-    def _log(self, metrics: dict, progress: tqdm.tqdm) -> None:
-        """Every log_every env steps: TensorBoard summaries and the progress line's numbers."""
-        self._metrics = metrics or self._metrics
+    def _log(self, progress: tqdm.tqdm) -> None:
+        """Every log_every env steps: the means of the metrics since the last write, rates."""
         env_steps = int(self.counters["env_steps"])
         if env_steps % self.config.log_every:
             return
@@ -405,7 +424,7 @@ class Agent:
         last_time, last_train_steps = self._log_mark
         updates_per_second = (train_steps - last_train_steps) / max(now - last_time, 1e-9)
         self._log_mark = (now, train_steps)
-        self._write_summaries(self._metrics, env_steps)
+        self._write_summaries(self._means.flush(), env_steps)
         with self.writer.as_default(step=env_steps):
             tf.summary.scalar("perf/env_steps_per_second", progress.format_dict["rate"] or 0.0)
             tf.summary.scalar("perf/updates_per_second", updates_per_second)

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import signal
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +14,7 @@ from absl.testing import absltest
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
+from twm_tf import seeding
 from twm_tf import testing
 
 
@@ -50,7 +52,16 @@ class AgentTest(testing.TestCase):
     def test_end_to_end_run_and_outputs(self):
         config = _config()
         run_dir = self.create_tempdir().full_path
-        summary = agent_lib.Agent(config, run_dir).train()
+        agent = agent_lib.Agent(config, run_dir)
+        train, logged = agent._train, []
+
+        def recorded_train():  # Every train step's metrics, with the env step it belongs to.
+            metrics = train()
+            logged.append((int(agent.counters["env_steps"]), float(metrics["critic/loss"])))
+            return metrics
+
+        agent._train = recorded_train
+        summary = agent.train()
         sched = agent_lib.schedule(config)
 
         self.assertLen(summary["returns"], config.eval_episodes)
@@ -81,10 +92,19 @@ class AgentTest(testing.TestCase):
         self.assertLen(restored.replay, config.env_steps)
 
         # TensorBoard holds every loss term.
-        tags = set()
+        tags, critic_loss = set(), {}
         for path in glob.glob(os.path.join(run_dir, "tensorboard", "events.*")):
             for event in tf.compat.v1.train.summary_iterator(path):
                 tags.update(value.tag for value in event.summary.value)
+                for value in event.summary.value:
+                    if value.tag == "critic/loss":
+                        critic_loss[event.step] = float(tf.make_ndarray(value.tensor))
+        # Each write is the mean over every train step since the previous write.
+        self.assertNotEmpty(critic_loss)
+        for step, value in critic_loss.items():
+            interval = [v for s, v in logged if step - config.log_every < s <= step]
+            self.assertGreater(len(interval), 1)
+            self.assertAllClose(value, np.mean(interval), rtol=1e-6)
         for tag in (
             "obs/recon",
             "obs/entropy_loss",
@@ -105,6 +125,13 @@ class AgentTest(testing.TestCase):
         _config(seq_len=3).save(run_dir)
         with self.assertRaisesRegex(ValueError, r"another config \(seq_len: 3 -> 4\)"):
             agent_lib.Agent(_config(), run_dir).train(until=0)
+
+    def test_checkpoint_of_another_seed_derivation_is_refused(self):
+        run_dir = self.create_tempdir().full_path
+        agent_lib.Agent(_config(), run_dir).train(until=10)
+        with mock.patch.object(seeding, "VERSION", seeding.VERSION + 1):
+            with self.assertRaisesRegex(agent_lib.RunDirError, "random streams were derived"):
+                agent_lib.Agent(_config(), run_dir).train(until=20)
 
     def test_exception_inside_a_step_writes_no_checkpoint(self):
         agent = agent_lib.Agent(_config(), self.create_tempdir().full_path)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import export
+from twm_tf import seeding
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
@@ -59,17 +60,21 @@ def evaluate(
       act: (uint8 observations [1, stack, 64, 64], stateless seed [2] int64) -> actions [1].
       config: env settings (game, time limit, frame settings).
       episodes: number of games.
-      seed: game i seeds its env and its action sampling with seed + i, so a game's result
-        does not depend on the games before it (without no-ops or sticky actions the ALE itself
-        is deterministic; the variety comes from the sampled actions).
+      seed: game i's env and action sampling get streams of their own derived from (seed, i)
+        (`seeding`), so a game's result does not depend on the games before it (without no-ops
+        or sticky actions the ALE itself is deterministic; the variety comes from the actions).
 
     Returns:
       The raw score and length of every game.
     """
     returns, lengths = [], []
     for episode in range(episodes):
-        generator = tf.random.Generator.from_seed(seed + episode)
-        env = atari.from_config(config, training=False, seed=seed + episode)
+        generator = tf.random.Generator.from_seed(
+            seeding.derive(seed, "eval_actions", episode)
+        )
+        env = atari.from_config(
+            config, training=False, seed=seeding.derive(seed, "eval_env", episode)
+        )
         obs, total, length = env.reset(), 0.0, 0
         while True:
             action = act(obs[None], generator.make_seeds(1)[:, 0])
