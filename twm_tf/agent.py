@@ -491,11 +491,27 @@ class Agent:
             and env_steps < config.env_steps
         ):
             result = self.evaluate(config.eval_episodes_interim, seed_offset=env_steps)
+            normalized = evaluation.human_normalized(config.game, result.mean)
             with self.writer.as_default(step=env_steps):
                 tf.summary.scalar("eval/return_mean", result.mean)
-                tf.summary.scalar(
-                    "eval/human_normalized", evaluation.human_normalized(config.game, result.mean)
-                )
+                tf.summary.scalar("eval/human_normalized", normalized)
+            self._log_evaluation(env_steps, result, normalized)
+
+    def _log_evaluation(self, env_steps: int, result: evaluation.Result, normalized: float):
+        """Appends to evals.csv (env_steps, mean, std, human_normalized, episodes).
+
+        Rows at or after `env_steps` come from a run that was resumed from an earlier checkpoint
+        and are replaced, so the file holds each evaluation once.
+        """
+        path = os.path.join(self.run_dir, "evals.csv")
+        rows = []
+        if os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = [row for row in csv.reader(f) if int(row[0]) < env_steps]
+        rows.append([env_steps, result.mean, np.std(result.scores), normalized, len(result.scores)])
+        with open(path + ".tmp", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        os.replace(path + ".tmp", path)
 
     def evaluate(self, episodes: int, seed_offset: int = 0) -> evaluation.Result:
         """Plays `episodes` evaluation games with the current policy (own env and seeds)."""
@@ -505,5 +521,11 @@ class Agent:
 
     def evaluate_final(self) -> dict:
         """The paper's final evaluation, written to <run_dir>/eval.json."""
-        result = self.evaluate(self.config.eval_episodes, seed_offset=self.config.env_steps)
-        return evaluation.write(result, self.config, os.path.join(self.run_dir, "eval.json"))
+        config = self.config
+        return evaluation.evaluate_final(
+            self._policy,
+            config,
+            config.eval_episodes,
+            seed=config.seed + config.env_steps,
+            path=os.path.join(self.run_dir, "eval.json"),
+        )

@@ -50,7 +50,7 @@ class AgentTest(testing.TestCase):
         self.assertEqual(agent_lib.schedule(config).main_train_steps, 48)  # 120 / 2.5
 
     def test_end_to_end_run_and_outputs(self):
-        config = _config()
+        config = _config(eval_every=40, eval_episodes_interim=1)
         run_dir = self.create_tempdir().full_path
         agent = agent_lib.Agent(config, run_dir)
         train, logged = agent._train, []
@@ -64,12 +64,14 @@ class AgentTest(testing.TestCase):
         summary = agent.train()
         sched = agent_lib.schedule(config)
 
-        self.assertLen(summary["returns"], config.eval_episodes)
+        self.assertLen(summary["scores"], config.eval_episodes)
+        self.assertLen(summary["random_scores"], config.eval_episodes)
+        self.assertEqual(summary["random_mean"], np.mean(summary["random_scores"]))
         self.assertTrue(np.isfinite(summary["mean"]) and np.isfinite(summary["human_normalized"]))
         with open(os.path.join(run_dir, "eval.json")) as f:
             self.assertEqual(json.load(f)["mean"], summary["mean"])
         # Evaluating the last checkpoint on its own (launch/evaluate.py) replays the same games.
-        self.assertEqual(evaluation.evaluate_run(run_dir)["returns"], summary["returns"])
+        self.assertEqual(evaluation.evaluate_run(run_dir)["scores"], summary["scores"])
         self.assertNotEmpty(glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.index")))
         self.assertNotEmpty(glob.glob(os.path.join(run_dir, "checkpoints", "replay-*.bin")))
         self.assertNotEmpty(glob.glob(os.path.join(run_dir, "tensorboard", "events.*")))
@@ -77,6 +79,15 @@ class AgentTest(testing.TestCase):
         with open(os.path.join(run_dir, "episodes.csv")) as f:
             episodes = list(csv.reader(f))
         self.assertNotEmpty(episodes)  # 60-step games: several finish within 200 steps
+        # Interim evaluations after pretraining (env step 80) and every 40 steps, each once.
+        evals_path = os.path.join(run_dir, "evals.csv")
+        with open(evals_path) as f:
+            self.assertEqual([int(row[0]) for row in csv.reader(f)], [80, 120, 160])
+        agent._log_evaluation(120, evaluation.Result([1.0], [5]), 0.5)  # As after a resume.
+        with open(evals_path) as f:
+            rows = list(csv.reader(f))
+        self.assertEqual([int(row[0]) for row in rows], [80, 120])
+        self.assertEqual(float(rows[1][1]), 1.0)
 
         # Counts consistent with the schedule.
         restored = agent_lib.Agent(config, run_dir)

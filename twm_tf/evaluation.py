@@ -40,12 +40,12 @@ def human_normalized(game: str, score: float) -> float:
 
 
 class Result(NamedTuple):
-    returns: list[float]
+    scores: list[float]
     lengths: list[int]
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.returns))
+        return float(np.mean(self.scores))
 
 
 def evaluate(
@@ -67,7 +67,7 @@ def evaluate(
     Returns:
       The raw score and length of every game.
     """
-    returns, lengths = [], []
+    scores, lengths = [], []
     for episode in range(episodes):
         generator = tf.random.Generator.from_seed(
             seeding.derive(seed, "eval_actions", episode)
@@ -85,9 +85,36 @@ def evaluate(
                 break
             obs = step.obs
         env.close()
-        returns.append(total)
+        scores.append(total)
         lengths.append(length)
-    return Result(returns, lengths)
+    return Result(scores, lengths)
+
+
+def random_policy(num_actions: int) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Uniformly random actions, as `evaluate` expects an acting function."""
+
+    def act(frames, seed):
+        shape = tf.shape(frames)[:1]
+        return tf.random.stateless_uniform(shape, seed, maxval=num_actions, dtype=tf.int32)
+
+    return act
+
+
+def evaluate_final(
+    act: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    config: config_lib.Config,
+    episodes: int,
+    seed: int,
+    path: str,
+) -> dict:
+    """The final evaluation: the policy and, with the same games and seeds, a random policy.
+
+    Writes the summary (see `write`) to `path` and returns it.
+    """
+    result = evaluate(act, config, episodes, seed)
+    num_actions = atari.from_config(config, training=False, seed=seed).num_actions
+    baseline = evaluate(random_policy(num_actions), config, episodes, seed)
+    return write(result, config, path, random_result=baseline)
 
 
 def policy_function(
@@ -121,26 +148,35 @@ def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = N
     run = export.load_policy(run_dir, as_trained=True)
     config = run.config
     seed = config.seed + config.env_steps if seed is None else seed
-    result = evaluate(
+    return evaluate_final(
         policy_function(run.obs_model, run.actor),
         config,
         config.eval_episodes if episodes is None else episodes,
-        seed=seed,
+        seed,
+        os.path.join(run_dir, "eval.json"),
     )
-    return write(result, config, os.path.join(run_dir, "eval.json"))
 
 
-def write(result: Result, config: config_lib.Config, path: str) -> dict:
-    """Writes eval.json (per-episode returns, mean, human-normalized mean) atomically."""
+def write(
+    result: Result, config: config_lib.Config, path: str, random_result: Result | None = None
+) -> dict:
+    """Writes eval.json atomically and returns its contents.
+
+    Keys: game, episodes, scores and lengths (per game), mean, std, human_normalized, and with
+    `random_result` random_mean and random_scores (a uniformly random policy, same protocol).
+    """
     summary = {
         "game": config.game,
-        "episodes": len(result.returns),
-        "returns": result.returns,
+        "episodes": len(result.scores),
+        "scores": result.scores,
         "lengths": result.lengths,
         "mean": result.mean,
-        "std": float(np.std(result.returns)),
+        "std": float(np.std(result.scores)),
         "human_normalized": human_normalized(config.game, result.mean),
     }
+    if random_result is not None:
+        summary["random_mean"] = random_result.mean
+        summary["random_scores"] = random_result.scores
     with open(path + ".tmp", "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(path + ".tmp", path)
