@@ -28,7 +28,11 @@ def main(argv):
         summary = evaluation.evaluate_run(_RUN_DIR.value, _EPISODES.value, _SEED.value)
     except FileNotFoundError as error:
         raise app.UsageError(str(error)) from None
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("scores", "lengths", "random_scores")}))
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k not in ("scores", "lengths", "random_scores")}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,11 @@ def main(argv):
     if summary is None:  # Stopped by Ctrl-C / SIGTERM at a step boundary, checkpoint written.
         print(f"stopped; run the same command to resume from {agent.manager.latest_checkpoint}")
         return
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("scores", "lengths", "random_scores")}))
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k not in ("scores", "lengths", "random_scores")}
+        )
+    )
 
 
 if __name__ == "__main__":

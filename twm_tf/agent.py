@@ -156,9 +156,7 @@ class Agent:
         self.config = config
         self.run_dir = run_dir
         self.schedule = schedule(config)
-        self.env = atari.from_config(
-            config, training=True, seed=seeding.derive(config.seed, "env")
-        )
+        self.env = atari.from_config(config, training=True, seed=seeding.derive(config.seed, "env"))
         self.num_actions = self.env.num_actions
         self.replay = replay_lib.ReplayBuffer(
             capacity=config.env_steps,

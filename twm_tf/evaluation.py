@@ -69,9 +69,7 @@ def evaluate(
     """
     scores, lengths = [], []
     for episode in range(episodes):
-        generator = tf.random.Generator.from_seed(
-            seeding.derive(seed, "eval_actions", episode)
-        )
+        generator = tf.random.Generator.from_seed(seeding.derive(seed, "eval_actions", episode))
         env = atari.from_config(
             config, training=False, seed=seeding.derive(seed, "eval_env", episode)
         )

@@ -1,0 +1,34 @@
+"""Plots a run's learning curves (training episodes, evaluations, random policy) to a PNG.
+
+python -m launch.plot_run --run_dir=runs/boxing --out=boxing.png
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+from twm_tf import curves
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A launch.train run directory.")
+_OUT = flags.DEFINE_string("out", None, "PNG to write (default: <run_dir>/curves.png).")
+_WINDOW = flags.DEFINE_integer("window", 10, "Training episodes per smoothing window.")
+flags.mark_flag_as_required("run_dir")
+
+
+def main(argv):
+    del argv
+    try:
+        data = curves.load(_RUN_DIR.value)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    with open(os.path.join(_RUN_DIR.value, "config.json")) as f:
+        config = json.load(f)
+    out = _OUT.value or os.path.join(_RUN_DIR.value, "curves.png")
+    curves.plot(data, f"{config['game']} (seed {config['seed']})", out, window=_WINDOW.value)
+    print(out)
+
+
+if __name__ == "__main__":
+    app.run(main)
