@@ -10,12 +10,20 @@ Episodes reset themselves: a step that ends an episode returns the first observa
 one (`is_first`), whose stack repeats its frame 4 times; the final observation is dropped because
 the world model never predicts across an episode end. Rules (SPEC.md "Environment"):
 
-- Real resets start a new game; in training mode they take 1..noop_max uniform random no-ops.
-- Games whose action 1 is FIRE press FIRE at every reset and after every life loss, so play goes on.
+- Real resets start a new game; in training mode they take 1..noop_max uniform random no-op
+  emulator frames (single frames, not agent steps, as gymnasium's AtariPreprocessing).
+- Games whose action 1 is FIRE (and that have >= 3 actions) then take a FIRE step and an action-2
+  step (baselines' FireResetEnv, each a full step of frame_skip frames; their rewards are dropped,
+  and a game that ends during them is reset again). After a life loss they take a FIRE step within
+  the losing step, so play goes on.
 - Training mode: losing a life terminates the episode for learning (discount target 0) but not the
   game; the next episode continues the same game from a fresh stack, without no-ops.
 - Evaluation mode: no no-ops; an episode is a whole game.
-- Both: `max_episode_steps` agent steps per game truncate it (no-ops and FIRE presses not counted).
+- Both: `max_episode_steps` agent steps per game truncate it (no-ops and FIRE presses not counted);
+  the count runs over the whole game, across life losses.
+
+The first observation of a game pools the last two frames of the reset: those of the action-2 step
+in FIRE games, else the last two of the reset screen and the no-op frames.
 
 Rewards stay raw game scores (the agent squashes them with tanh for learning). `get_state` and
 `set_state` snapshot an env so that a resumed training run steps exactly as an uninterrupted one.
@@ -89,7 +97,7 @@ class EnvState:
         lives: lives after the last step, against which the next step detects a life loss.
         game_steps: agent steps of the current game, for the time limit.
         started: whether `reset()` was called.
-        rng: `bit_generator.state` of the generator drawing the no-op counts.
+        rng: `bit_generator.state` of the generator drawing the no-op frame counts.
     """
 
     game: str
@@ -175,7 +183,7 @@ class AtariEnv:
         self.action_meanings: tuple[str, ...] = tuple(unwrapped.get_action_meanings())
         self.num_actions = len(self.action_meanings)
         self.training = training
-        self._has_fire = self.action_meanings[1] == "FIRE"
+        self._has_fire = self.num_actions >= 3 and self.action_meanings[1] == "FIRE"
         self._noop_max = noop_max if training else 0
         self._settings = {
             "training": training,
@@ -297,21 +305,35 @@ class AtariEnv:
         return self._stack.copy()
 
     def _reset_game(self) -> np.ndarray:
-        self.ale.reset_game()
+        """Starts a new game (no-op frames, then FIRE and action 2) and returns its observation."""
+        while not self._start_game():
+            pass
         self._game_steps = 0
-        # Without no-ops or FIRE no frame is acted; the reset screen is then both pooled frames.
-        self.ale.getScreenGrayscale(self._screens[0])
-        self._screens[1] = self._screens[0]
-        num_noops = self._rng.integers(1, self._noop_max + 1) if self._noop_max > 0 else 0
-        for _ in range(num_noops):
-            self._act(_NOOP)
-            if self.ale.game_over():
-                return self._reset_game()
-        # FIRE comes after the no-ops: a ball launched earlier could be lost while they run.
-        if self._has_fire:
-            self._act(_FIRE)
         self._lives = self.ale.lives()
         return self._restart_stack()
+
+    def _start_game(self) -> bool:
+        """Resets the emulator and plays the start of a game; False if the game ended meanwhile."""
+        self.ale.reset_game()
+        # The screens hold the last two frames; with fewer than two acted, the reset screen is both.
+        self.ale.getScreenGrayscale(self._screens[1])
+        self._screens[0] = self._screens[1]
+        num_noops = int(self._rng.integers(1, self._noop_max + 1)) if self._noop_max > 0 else 0
+        noop = self._action_set[_NOOP]
+        for i in range(num_noops):
+            self.ale.act(noop)
+            if self.ale.game_over():
+                return False
+            if i >= num_noops - 2:
+                self._screens[0] = self._screens[1]
+                self.ale.getScreenGrayscale(self._screens[1])
+        # FIRE comes after the no-ops: a ball launched earlier could be lost while they run.
+        if self._has_fire:
+            for action in (_FIRE, 2):
+                self._act(action)
+                if self.ale.game_over():
+                    return False
+        return True
 
 
 class VectorEnv:
@@ -379,7 +401,7 @@ def make(
         game: one of GAMES, e.g. "Pong".
         seed: seeds the emulator and the no-op counts; equal seeds and actions give equal steps.
         training: training mode (no-ops at resets, life loss terminates) or evaluation mode.
-        noop_max: training resets take 1..noop_max random no-op steps; 0 disables them.
+        noop_max: training resets take 1..noop_max random no-op emulator frames; 0 disables them.
         max_episode_steps: agent steps per game before truncation.
         frame_skip: emulator frames per agent step (>= 2: the last two are max-pooled).
         frame_stack: frames per observation.

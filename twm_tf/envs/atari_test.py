@@ -9,7 +9,8 @@ from twm_tf import config as config_lib
 from twm_tf import testing
 from twm_tf.envs import atari
 
-_NOOP = 0
+_NOOP, _FIRE = 0, 1
+_FIRE_RESET = ((_FIRE, 4), (2, 4))  # FIRE and action 2, one 4-frame agent step each.
 
 
 def _random_actions(num_actions: int, num_steps: int, seed: int = 0) -> np.ndarray:
@@ -26,6 +27,16 @@ def _assert_steps_equal(test: testing.TestCase, steps_a, steps_b) -> None:
     # One comparison per field over all steps: per-step assertAllEqual calls dominate the runtime.
     for name, field_a, field_b in zip(atari.Step._fields, zip(*steps_a), zip(*steps_b)):
         test.assertAllEqual(np.stack(field_a), np.stack(field_b), msg=name)
+
+
+def _by_hand(env: atari.AtariEnv, plan) -> np.ndarray:
+    """Acts plan's (action, num_frames) pairs on the bare emulator; pools the last two screens."""
+    screens = [env.ale.getScreenGrayscale()]
+    for action, num_frames in plan:
+        for _ in range(num_frames):
+            env.ale.act(env.ale.getMinimalActionSet()[action])
+            screens.append(env.ale.getScreenGrayscale())
+    return atari.pool_frames(screens[-2] if len(screens) > 1 else screens[-1], screens[-1], 64)
 
 
 def _steps_until(env: atari.AtariEnv, predicate, limit: int = 1_000) -> list[atari.Step]:
@@ -85,19 +96,74 @@ class AtariTest(testing.TestCase):
         # Another seed takes other no-ops at reset, so it starts elsewhere.
         self.assertNotAllEqual(first_a, first_c)
 
-    def test_reset_noops_and_fire(self):
-        # Episode frames after a reset: 4 per no-op plus 4 for FIRE (Pong's action 1).
-        env = atari.make("Pong", seed=0, training=False)
-        env.reset()
-        self.assertEqual(env.ale.getEpisodeFrameNumber(), 4)
-        env = atari.make("Pong", seed=0, training=True, noop_max=30)
-        frames = []
-        for _ in range(10):
+    @parameterized.parameters(("Pong", 8), ("MsPacman", 0))
+    def test_training_reset_takes_1_to_noop_max_noop_frames(self, game, fire_frames):
+        # Episode frames after a reset: one per no-op, plus FIRE and action 2 (4 each) in Pong;
+        # MsPacman has no FIRE.
+        env = atari.make(game, seed=0, training=True, noop_max=30)
+        noops = []
+        for _ in range(40):
             env.reset()
-            frames.append(env.ale.getEpisodeFrameNumber())
-        noops = np.array(frames) // 4 - 1
-        self.assertTrue(np.all((noops >= 1) & (noops <= 30)), noops)
-        self.assertGreater(len(set(noops)), 1)
+            noops.append(env.ale.getEpisodeFrameNumber() - fire_frames)
+        self.assertBetween(min(noops), 1, 5)
+        self.assertBetween(max(noops), 26, 30)
+        self.assertGreater(len(set(noops)), 15)  # Drawn uniformly, not fixed.
+
+    @parameterized.parameters(("Pong", 8), ("MsPacman", 0))
+    def test_evaluation_reset_takes_no_noops(self, game, fire_frames):
+        env = atari.make(game, seed=0, training=False, noop_max=30)
+        for _ in range(3):
+            env.reset()
+            self.assertEqual(env.ale.getEpisodeFrameNumber(), fire_frames)
+
+    @parameterized.parameters(
+        ("Breakout", True, 1),
+        ("Breakout", True, 30),
+        ("Breakout", False, 30),
+        ("MsPacman", True, 1),
+        ("MsPacman", True, 30),
+        ("MsPacman", False, 30),
+    )
+    def test_reset_observation_pools_last_two_frames(self, game, training, noop_max):
+        env = atari.make(game, seed=0, training=training, noop_max=noop_max)
+        obs = env.reset()
+        fire_reset = _FIRE_RESET if game == "Breakout" else ()
+        num_noops = env.ale.getEpisodeFrameNumber() - 4 * len(fire_reset)
+        if training:
+            self.assertBetween(num_noops, 1, noop_max)
+        else:
+            self.assertEqual(num_noops, 0)
+        for frame in obs[:-1]:
+            self.assertAllEqual(frame, obs[-1])
+        # The same no-op frames and steps by hand on a fresh emulator of the same seed.
+        plan = ((_NOOP, num_noops),) + fire_reset
+        bare = atari.make(game, seed=0, training=training)
+        bare.ale.reset_game()
+        self.assertAllEqual(obs[-1], _by_hand(bare, plan))
+        if fire_reset:
+            # Action 2 (RIGHT) moved the paddle: a NOOP in its place shows another frame.
+            bare.ale.reset_game()
+            self.assertNotAllEqual(obs[-1], _by_hand(bare, plan[:-1] + ((_NOOP, 4),)))
+
+    def test_life_loss_in_fire_game_presses_fire(self):
+        env = atari.make("Breakout", seed=0, training=True)
+        bare = atari.make("Breakout", seed=0, training=True)  # Replays steps by hand.
+        env.reset()
+        num_life_losses = 0
+        while num_life_losses < 2:
+            state = env.ale.cloneState(include_rng=True)
+            frame = env.ale.getEpisodeFrameNumber()
+            step = env.step(_NOOP)
+            if not step.terminated:
+                self.assertEqual(env.ale.getEpisodeFrameNumber(), frame + 4)
+                continue
+            num_life_losses += 1
+            # The losing step's NOOP frames, then a FIRE step; its last two screens are pooled.
+            self.assertEqual(env.ale.getEpisodeFrameNumber(), frame + 8)
+            bare.ale.restoreState(state)
+            self.assertAllEqual(step.obs[-1], _by_hand(bare, ((_NOOP, 4), (_FIRE, 4))))
+            bare.ale.restoreState(state)
+            self.assertNotAllEqual(step.obs[-1], _by_hand(bare, ((_NOOP, 8),)))
 
     def test_max_pool_of_last_two_frames(self):
         env = atari.make("Pong", seed=0, training=True)
@@ -170,6 +236,12 @@ class AtariTest(testing.TestCase):
         for i in ends:
             self.assertTrue(steps[i].truncated and steps[i].new_game)
             self.assertFalse(steps[i].terminated)
+        # The limit counts the whole game: life losses in between do not restart it.
+        env = atari.make("Breakout", seed=0, training=True, max_episode_steps=100)
+        _, steps = _run(env, [_NOOP] * 100)
+        self.assertGreater(sum(step.terminated for step in steps), 1)  # Lives lost, no game over.
+        self.assertFalse(any(step.new_game for step in steps[:-1]))
+        self.assertTrue(steps[-1].truncated and steps[-1].new_game)
 
     def test_vector_env_matches_single_envs(self):
         actions = _random_actions(4, (120, 2), seed=1)
