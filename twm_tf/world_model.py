@@ -8,7 +8,11 @@ in memory):
     (sg z_t, a_t, tanh r_t, done_t) --dynamics--> h_t --heads--> p(z_{t+1}|h_t), r_t, gamma_t
 
     L_dyn on t = 1..l   (targets sg q(z_{t+1}|o_{t+1}), r_t, 0.99 (1 - terminated_t))
-    L_obs on t = 0..l+1 (consistency with sg p(z_t|h_{t-1}) for t >= 1)
+    L_obs on t = 1..l   (consistency with sg p(z_t|h_{t-1}))
+
+The VAE trains on the l trained steps, as the paper: the context step o_0 and the last target
+o_{l+1} are encoded without gradient (the dynamics model reads z_0 and predicts z_{l+1}) and never
+decoded, which also saves 2 of l + 2 decoder passes.
 
 Both losses come from one forward pass: the stop-gradients make them independent, so applying the
 dynamics optimizer first and the observation optimizer second (SPEC's order) equals two separate
@@ -129,27 +133,27 @@ class WorldModel(tf.Module):
         Returns:
           (obs_loss, dyn_loss, metrics, latents).
         """
-        logits = self.observation.encode(batch.frames, training=training)  # [N, L, V, C]
-        z = observation.sample_latent(logits, seed)
-        reconstruction = self.observation.decode(z, training=training)
+        frames = batch.frames
+        trained_logits = self.observation.encode(frames[:, 1:-1], training=training)
+        edges = tf.concat([frames[:, :1], frames[:, -1:]], axis=1)
+        edge_logits = tf.stop_gradient(self.observation.encode(edges))
+        logits = tf.concat([edge_logits[:, :1], trained_logits, edge_logits[:, 1:]], axis=1)
+        z = observation.sample_latent(logits, seed)  # [N, L, V, C]
+        reconstruction = self.observation.decode(z[:, 1:-1], training=training)
         z_input = tf.stop_gradient(z)
         rewards = tf.tanh(batch.rewards)
         dyn_loss, dyn_metrics, out = self._dynamics_losses(
             batch, rewards, logits, z_input, training
         )
-        # z_t is predicted from h_{t-1}: the context step has no prediction and neither has a
-        # step after an episode end; the mask leaves both out of the consistency term.
-        prior_logits = tf.concat([logits[:, :1], out.next_logits[:, :-1]], axis=1)
-        prior_mask = tf.concat(
-            [tf.zeros_like(batch.dones[:, :1]), tf.logical_not(batch.dones[:, :-1])], axis=1
-        )
+        # z_t (t = 1..l) is predicted from h_{t-1}; a step after an episode end has no
+        # prediction and the mask leaves it out of the consistency term.
         obs_loss, obs_metrics = observation.observation_loss(
-            batch.frames,
+            frames[:, 1:-1],
             reconstruction,
-            logits,
-            tf.stop_gradient(prior_logits),
+            trained_logits,
+            tf.stop_gradient(out.next_logits[:, :-2]),
             self.config,
-            prior_mask=prior_mask,
+            prior_mask=tf.logical_not(batch.dones[:, :-2]),
         )
         latents = Latents(z=z_input, actions=batch.actions, rewards=rewards, dones=batch.dones)
         return obs_loss, dyn_loss, {**obs_metrics, **dyn_metrics}, latents

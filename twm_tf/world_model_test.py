@@ -57,6 +57,23 @@ class WorldModelTest(testing.TestCase):
         self.assertTrue(all(g is None for g in tape.gradient(obs_loss, dyn_vars)))
         self.assertGreater(float(tf.linalg.global_norm(tape.gradient(dyn_loss, dyn_vars))), 0)
 
+    def test_vae_trains_on_the_trained_steps_only(self):
+        # The context step and the last target feed the dynamics model but not the VAE loss:
+        # without the consistency term (which depends on them through the prediction), other
+        # frames there leave the observation loss unchanged; other trained frames change it.
+        model = world_model_lib.WorldModel(self.config.replace(alpha2=0.0), num_actions=4)
+        model.build()
+        frames = self.batch.frames
+        flipped = tf.reverse(frames, axis=[-1])
+        edges = tf.concat([flipped[:, :1], frames[:, 1:-1], flipped[:, -1:]], axis=1)
+        middle = tf.concat([frames[:, :2], flipped[:, 2:3], frames[:, 3:]], axis=1)
+        obs_loss = [
+            float(model.losses(self.batch._replace(frames=f), self.seed, training=False)[0])
+            for f in (frames, edges, middle)
+        ]
+        self.assertEqual(obs_loss[0], obs_loss[1])
+        self.assertNotEqual(obs_loss[0], obs_loss[2])
+
     def test_latent_term_trains_the_next_latent_head(self):
         # SPEC's FIX: with the reward and discount terms off, the dynamics loss is the latent
         # cross-entropy alone and its gradient must reach the next-latent head.
