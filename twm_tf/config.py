@@ -34,7 +34,9 @@ class Config:
     frame_size: int = _field(64, "Height and width of the grayscale frames.")
     frame_stack: int = _field(4, "Frames per observation.")
     frame_skip: int = _field(4, "Emulator frames per agent step (max over the last 2).")
-    noop_max: int = _field(30, "Training resets take 1..noop_max random no-op emulator frames (0 disables).")
+    noop_max: int = _field(
+        30, "Training resets take 1..noop_max random no-op emulator frames (0 disables)."
+    )
     max_episode_steps: int = _field(27_000, "Time limit in agent steps (truncation).")
 
     # Budget and schedule.
