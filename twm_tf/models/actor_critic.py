@@ -6,13 +6,19 @@ import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf.models import initializers
 
 
 class _LatentMlp(keras.Model):
-    """Flattens a one-hot latent [..., V, C] and applies dense layers with SiLU between them."""
+    """Flattens a one-hot latent [..., V, C] and applies dense layers with SiLU between them.
+
+    Always float32, whatever the global dtype policy: the networks are cheap, and under
+    mixed_bfloat16 their outputs would differ from float32 by percents. z may come in bfloat16
+    from the world model; it is cast at this boundary.
+    """
 
     def __init__(self, config: config_lib.Config, out_dim: int, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(dtype="float32", **kwargs)
         self._latent_shape = (config.latent_vars, config.latent_classes)
         # Orthogonal init with gain sqrt 2 keeps the activation scale through SiLU layers; the
         # output layer uses gain 1 (SPEC, as in the released code). A Sequential rather than a list
@@ -21,23 +27,28 @@ class _LatentMlp(keras.Model):
             keras.layers.Dense(
                 width,
                 activation="silu",
-                kernel_initializer=keras.initializers.Orthogonal(gain=math.sqrt(2.0)),
-                bias_initializer="zeros",
+                kernel_initializer=initializers.orthogonal(initializers.SILU_GAIN),
+                bias_initializer=initializers.zeros(),
+                dtype="float32",
                 name=f"hidden_{i}",
             )
             for i, width in enumerate(config.ac_hidden)
         ]
         out = keras.layers.Dense(
             out_dim,
-            kernel_initializer=keras.initializers.Orthogonal(gain=1.0),
-            bias_initializer="zeros",
+            kernel_initializer=initializers.orthogonal(initializers.LINEAR_GAIN),
+            bias_initializer=initializers.zeros(),
+            dtype="float32",
             name="out",
         )
         self._mlp = keras.Sequential([*hidden, out], name="mlp")
+        # Sequential takes no dtype argument; without this it would cast its inputs to the global
+        # policy's compute dtype (bfloat16) before its float32 layers see them.
+        self._mlp.dtype_policy = "float32"
 
     def _trunk(self, z: tf.Tensor) -> tf.Tensor:
         """Maps z [..., V, C] to the output layer's [..., out_dim] as float32."""
-        z = tf.convert_to_tensor(z)  # Keras casts it to the compute dtype (policy) already.
+        z = tf.cast(z, tf.float32)  # e.g. bfloat16 latents of a mixed-precision world model
         if tuple(z.shape[-2:]) != self._latent_shape:
             raise ValueError(
                 f"{self.name} expects z of shape [..., {self._latent_shape[0]}, "
@@ -45,7 +56,7 @@ class _LatentMlp(keras.Model):
             )
         leading = tf.shape(z)[:-2]
         x = tf.reshape(z, [-1, self._latent_shape[0] * self._latent_shape[1]])  # [N, V*C]
-        x = tf.cast(self._mlp(x), tf.float32)  # [N, out_dim]
+        x = self._mlp(x)  # [N, out_dim]
         return tf.reshape(x, tf.concat([leading, tf.shape(x)[-1:]], 0))
 
 
@@ -342,8 +353,8 @@ class ActorCritic(tf.Module):
         Returns:
             Scalar metrics of both steps.
         """
-        z = tf.convert_to_tensor(z, tf.float32)
-        discounts = tf.convert_to_tensor(discounts, tf.float32)
+        z = tf.cast(z, tf.float32)
+        discounts = tf.cast(discounts, tf.float32)
         if restarts is None:
             weights = tf.ones_like(discounts)
         else:

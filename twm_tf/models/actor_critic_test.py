@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
@@ -215,6 +216,36 @@ class NetworksTest(testing.TestCase):
             strict=True,
         ):
             self.assertAllEqual(a, b)
+
+
+class MixedPrecisionTest(testing.TestCase):
+    def test_networks_stay_float32_under_mixed_bfloat16(self):
+        previous = keras.mixed_precision.global_policy()
+        self.addCleanup(keras.mixed_precision.set_global_policy, previous)
+        config = config_lib.debug(ac_hidden=(64, 64))
+        keras.mixed_precision.set_global_policy("float32")
+        reference = ac_lib.ActorCritic(config, 3)
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        mixed = ac_lib.ActorCritic(config, 3)
+        for network, copy in ((mixed.actor, reference.actor), (mixed.critic, reference.critic)):
+            copy.set_weights(network.get_weights())
+            self.assertEqual(network.compute_dtype, "float32")
+            for layer in network._mlp.layers:
+                self.assertEqual(layer.compute_dtype, "float32", layer.name)
+        # Soft z would lose precision in any bfloat16 cast; one-hot z arrives as bfloat16.
+        soft = tf.nn.softmax(tf.random.normal([4, 5, config.latent_vars, config.latent_classes]))
+        one_hot = _one_hot_z([4, 5], config)
+        for z, z_mixed in ((soft, soft), (one_hot, tf.cast(one_hot, tf.bfloat16))):
+            for network, copy in ((mixed.actor, reference.actor), (mixed.critic, reference.critic)):
+                output = network(z_mixed)
+                self.assertEqual(output.dtype, tf.float32)
+                self.assertAllClose(output, copy(z), atol=1e-6, rtol=0.0)
+        rewards, discounts = tf.zeros([4, 4]), tf.fill([4, 4], 0.9)
+        actions, dones = tf.zeros([4, 4], tf.int32), tf.zeros([4, 4], tf.bool)
+        metrics = mixed.update(tf.cast(one_hot, tf.bfloat16), actions, rewards, discounts, dones)
+        for name, value in metrics.items():
+            self.assertEqual(value.dtype, tf.float32, name)
+            self.assertTrue(np.isfinite(value.numpy()), name)
 
 
 class UpdateTest(testing.TestCase):

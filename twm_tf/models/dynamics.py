@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf.models import initializers
 from twm_tf.models import transformer_xl
 
 # Token layout of a window of T steps, K = 3 tokens per step (K = 2 without reward inputs). The
@@ -61,16 +62,31 @@ class DynamicsCache(NamedTuple):
 
 
 class PredictionHead(keras.layers.Layer):
-    """MLP on h: SiLU first (h is a LayerNorm output), SiLU hidden layers with dropout, linear."""
+    """MLP on h: SiLU first (h is a LayerNorm output), SiLU hidden layers with dropout, linear.
+
+    Kaiming-uniform weights (gain sqrt 2 on the hidden layers, 1 on the final one) and zero biases
+    as in the original, except the final bias, which starts at `bias`.
+    """
 
     def __init__(
         self, hidden: tuple[int, ...], units: int, dropout: float, bias: float = 0.0, **kwargs
     ):
         super().__init__(**kwargs)
-        self.hidden = [keras.layers.Dense(n, activation="silu") for n in hidden]
+        self.hidden = [
+            keras.layers.Dense(
+                n,
+                activation="silu",
+                kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
+                bias_initializer=initializers.zeros(),
+            )
+            for n in hidden
+        ]
         # float32 outputs (logits, means) under mixed-precision policies too.
         self.final = keras.layers.Dense(
-            units, bias_initializer=keras.initializers.Constant(bias), dtype="float32"
+            units,
+            kernel_initializer=initializers.kaiming_uniform(initializers.LINEAR_GAIN),
+            bias_initializer=keras.initializers.Constant(bias),
+            dtype="float32",
         )
         self.dropout = keras.layers.Dropout(dropout)
 
@@ -137,10 +153,29 @@ class DynamicsModel(keras.Model):
         # r_{t-1} still sees step t-1-M, which needs one block more with reward tokens.
         self.cache_blocks = config.memory_steps + self.tokens_per_step - 2
         self.cache_length = self.tokens_per_step * self.cache_blocks
-        self.latent_embedding = keras.layers.Dense(width, activation="silu", name="latent_embed")
-        self.action_embedding = keras.layers.Embedding(num_actions, width, name="action_embed")
+        # As in the original: Kaiming-uniform SiLU layers with zero biases for z and r, and
+        # nn.Embedding's N(0, 1) for a, so action tokens start larger than latent tokens.
+        self.latent_embedding = keras.layers.Dense(
+            width,
+            activation="silu",
+            kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
+            bias_initializer=initializers.zeros(),
+            name="latent_embed",
+        )
+        self.action_embedding = keras.layers.Embedding(
+            num_actions,
+            width,
+            embeddings_initializer=initializers.standard_normal(),
+            name="action_embed",
+        )
         self.reward_embedding = (
-            keras.layers.Dense(width, activation="silu", name="reward_embed")
+            keras.layers.Dense(
+                width,
+                activation="silu",
+                kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
+                bias_initializer=initializers.zeros(),
+                name="reward_embed",
+            )
             if config.reward_input
             else None
         )

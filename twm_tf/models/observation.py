@@ -7,6 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from twm_tf import config as config_lib
+from twm_tf.models import initializers
 
 tfd = tfp.distributions
 
@@ -21,21 +22,40 @@ class Encoder(keras.Model):
 
     Four stride-2 convolutions (kernel 4, valid padding, SiLU after each) take 64x64 frames to 2x2;
     the flattened features pass through SiLU dense layers and a linear layer to V * C logits. The
-    logits layer computes in float32 so they stay float32 under a mixed-precision policy.
+    logits layer computes in float32 so they stay float32 under a mixed-precision policy. Weights
+    are Kaiming-uniform (gain sqrt 2 before SiLU, 1 on the logits), biases zero, as in the original.
     """
 
     def __init__(self, config: config_lib.Config, name: str = "encoder"):
         super().__init__(name=name)
         self._config = config
         self.convs = [
-            keras.layers.Conv2D(channels, _ENCODER_KERNEL, strides=2, activation="silu")
+            keras.layers.Conv2D(
+                channels,
+                _ENCODER_KERNEL,
+                strides=2,
+                activation="silu",
+                kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
+                bias_initializer=initializers.zeros(),
+            )
             for channels in config.encoder_channels
         ]
         self.flatten = keras.layers.Flatten()
         self.hidden = [
-            keras.layers.Dense(width, activation="silu") for width in config.encoder_hidden
+            keras.layers.Dense(
+                width,
+                activation="silu",
+                kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
+                bias_initializer=initializers.zeros(),
+            )
+            for width in config.encoder_hidden
         ]
-        self.logits = keras.layers.Dense(config.latent_dim, dtype="float32")
+        self.logits = keras.layers.Dense(
+            config.latent_dim,
+            kernel_initializer=initializers.kaiming_uniform(initializers.LINEAR_GAIN),
+            bias_initializer=initializers.zeros(),
+            dtype="float32",
+        )
         self.build((None, config.frame_stack, config.frame_size, config.frame_size))
 
     def build(self, input_shape):
@@ -67,30 +87,47 @@ class Encoder(keras.Model):
         return tf.reshape(logits, [-1, self._config.latent_vars, self._config.latent_classes])
 
 
+def _transposed_conv(
+    channels: int, kernel: int, activation: str | None
+) -> keras.layers.Conv2DTranspose:
+    """A stride-2 transposed convolution with PyTorch's default ConvTranspose2d initialization."""
+    return keras.layers.Conv2DTranspose(
+        channels,
+        kernel,
+        strides=2,
+        activation=activation,
+        kernel_initializer=initializers.torch_default_kernel(),
+        # PyTorch's fan_in of the [in, out, kh, kw] weight: out * kh * kw.
+        bias_initializer=initializers.torch_default_bias(channels * kernel * kernel),
+    )
+
+
 class Decoder(keras.Model):
     """Maps latents back to the mean of a unit-variance Gaussian over the frame stack.
 
     A SiLU dense layer feeds a 1x1 map to four stride-2 transposed convolutions (kernels 5, 5, 6, 6,
     valid padding, SiLU between) that grow it to 64x64 with frame_stack channels and a linear
-    output. The output bias starts at 0.5, the middle of the [0, 1] pixel range, as in the original.
+    output. As in the original, the dense layer is Kaiming-uniform (gain sqrt 2, zero bias) and
+    the transposed convolutions keep PyTorch's default, weights and biases U(+-1 / sqrt(fan_in))
+    with fan_in = out_channels * kh * kw (the original's output bias of 0.5 is never applied).
     """
 
     def __init__(self, config: config_lib.Config, name: str = "decoder"):
         super().__init__(name=name)
         self._config = config
-        self.hidden = keras.layers.Dense(config.decoder_hidden, activation="silu")
+        self.hidden = keras.layers.Dense(
+            config.decoder_hidden,
+            activation="silu",
+            kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
+            bias_initializer=initializers.zeros(),
+        )
         self.reshape = keras.layers.Reshape((1, 1, config.decoder_hidden))
         channels = (*config.decoder_channels, config.frame_stack)
         self.deconvs = [
-            keras.layers.Conv2DTranspose(c, kernel, strides=2, activation="silu")
+            _transposed_conv(c, kernel, activation="silu")
             for c, kernel in zip(channels[:-1], _DECODER_KERNELS[:-1], strict=True)
         ]
-        self.output_layer = keras.layers.Conv2DTranspose(
-            channels[-1],
-            _DECODER_KERNELS[-1],
-            strides=2,
-            bias_initializer=keras.initializers.Constant(0.5),
-        )
+        self.output_layer = _transposed_conv(channels[-1], _DECODER_KERNELS[-1], activation=None)
         self.build((None, config.latent_vars, config.latent_classes))
 
     def build(self, input_shape):
@@ -247,11 +284,17 @@ def observation_loss(
               + alpha1 * max(0, Gamma_z - H(q(z|o)) / (V ln C))
               + alpha2 * sum_vars -sum_c sg(p_c) log q_c
 
-    H(q) is summed over the V variables and averaged before it is normalized and thresholded. The
-    consistency cross-entropy takes the stop-gradient prediction p(z_hat|h) as the target and the
-    encoder's q(z|o) as the model, as the released TWM code does: its gradient w.r.t. the logits
-    is alpha2 * (q - p), so it pulls q toward the prediction and vanishes where p = q (a step
-    whose own posterior stands in for the missing prediction adds no gradient).
+    H(q) is summed over the V variables and averaged before it is normalized and thresholded.
+
+    Consistency term: a deliberate choice. The paper's Eq. 7 (and SPEC) write H(q, sg p) =
+    -sum_c q_c log sg(p_c); twm-tf keeps the released code's -sum_c sg(p_c) log q_c, i.e. the
+    stop-gradient prediction p(z_hat|h) is the target and the encoder's q(z|o) the model. Per
+    categorical its gradient w.r.t. the encoder logits is q - sg(p) (times alpha2), that of a
+    cross-entropy with target p: it pulls q toward the prediction, is bounded, and vanishes where
+    p = q (a step whose own posterior stands in for the missing prediction adds no gradient). The
+    paper's form would instead have gradient q_c * (E_q[log p] - log p_c), which involves log p:
+    it moves q onto the classes p rates most likely (mode-seeking, nonzero even at q = p) and is
+    unbounded where p_c -> 0.
     Steps without a prediction (a window's first step, the first step after an episode end) are
     excluded with `prior_mask`; the term averages over the remaining steps.
 

@@ -167,6 +167,19 @@ class ObservationLossTest(testing.TestCase):
         cross_entropy = np.mean(np.sum(-np.sum(self.P * np.log(self.Q), axis=-1), axis=-1))
         self.assertAllClose(metrics["obs/consistency"], cross_entropy)
 
+    def test_consistency_is_the_released_codes_form(self):
+        # One variable: q = (0.5, 0.5), p = (0.8, 0.2). The released code's -sum p log q = ln 2;
+        # the paper's -sum q log p = -0.5 (ln 0.8 + ln 0.2) = 0.9163 would be another value.
+        _, metrics = observation.observation_loss(
+            self.FRAMES[:1],
+            self.RECONSTRUCTION[:1],
+            tf.math.log([[[0.5, 0.5]]]),
+            tf.math.log([[[0.8, 0.2]]]),
+            config_lib.debug(),
+        )
+        self.assertAllClose(metrics["obs/consistency"], math.log(2.0))
+        self.assertNotAllClose(metrics["obs/consistency"], 0.9163, atol=0.1)
+
     def test_consistency_mask_excludes_steps(self):
         _, metrics = observation.observation_loss(
             tf.constant(self.FRAMES),

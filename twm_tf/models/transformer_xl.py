@@ -7,6 +7,8 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from twm_tf.models import initializers
+
 # Projected keys and values of M earlier tokens as consecutive parts, oldest first:
 # (key parts, value parts), each part [B, heads, M_i, head_dim] with sum M_i = M.
 LayerMemory = tuple[Sequence[tf.Tensor], Sequence[tf.Tensor]]
@@ -64,13 +66,20 @@ def relative_shift(scores: tf.Tensor) -> tf.Tensor:
     return tf.reshape(padded[:, :, 1:], [batch, heads, queries, keys])
 
 
+def _projection(units: int, name: str) -> keras.layers.Dense:
+    """A bias-free projection with nn.Linear's default weights."""
+    return keras.layers.Dense(
+        units, use_bias=False, kernel_initializer=initializers.torch_default_kernel(), name=name
+    )
+
+
 class RelativeMultiHeadAttention(keras.layers.Layer):
     """Multi-head self-attention with relative position scores and projected-key caching.
 
     score(i, j) = [(q_i + u) . k_j + (q_i + v) . W_r R(i - j)] / sqrt(D), where R is a sinusoid of
     the distance, W_r this layer's projection and u, v the global biases of the whole stack.
-    Projections have no bias. Keys and values of earlier tokens come in already projected, so a
-    call costs projections of the new tokens only.
+    Projections have no bias and nn.Linear's default weights, U(+-1 / sqrt(D)). Keys and values
+    of earlier tokens come in already projected, so a call costs projections of the new tokens only.
     """
 
     def __init__(self, width: int, heads: int, dropout: float, **kwargs):
@@ -82,9 +91,9 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         self.head_dim = width // heads
         # The paper scales by the model width, not the head size.
         self.scale = 1.0 / math.sqrt(width)
-        self.qkv = keras.layers.Dense(3 * width, use_bias=False, name="qkv")
-        self.position = keras.layers.Dense(width, use_bias=False, name="position")
-        self.out = keras.layers.Dense(width, use_bias=False, name="out")
+        self.qkv = _projection(3 * width, "qkv")
+        self.position = _projection(width, "position")
+        self.out = _projection(width, "out")
         self.dropout = keras.layers.Dropout(dropout)
 
     def build(self, input_shape=None):
@@ -146,15 +155,30 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
 
 
 class TransformerXLBlock(keras.layers.Layer):
-    """Relative attention and a SiLU feed-forward, each as x = LayerNorm(x + dropout(f(x)))."""
+    """Relative attention and a SiLU feed-forward, each as x = LayerNorm(x + dropout(f(x))).
+
+    The feed-forward layers keep nn.Linear's default, weights and biases U(+-1 / sqrt(fan_in));
+    LayerNorm starts at scale 1, offset 0.
+    """
 
     def __init__(self, width: int, heads: int, ffn: int, dropout: float, **kwargs):
         super().__init__(**kwargs)
         self.width = width
         self.attention = RelativeMultiHeadAttention(width, heads, dropout, name="attention")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
-        self.ffn_in = keras.layers.Dense(ffn, activation="silu", name="ffn_in")
-        self.ffn_out = keras.layers.Dense(width, name="ffn_out")
+        self.ffn_in = keras.layers.Dense(
+            ffn,
+            activation="silu",
+            kernel_initializer=initializers.torch_default_kernel(),
+            bias_initializer=initializers.torch_default_bias(width),
+            name="ffn_in",
+        )
+        self.ffn_out = keras.layers.Dense(
+            width,
+            kernel_initializer=initializers.torch_default_kernel(),
+            bias_initializer=initializers.torch_default_bias(ffn),
+            name="ffn_out",
+        )
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ffn_norm")
         self.dropout = keras.layers.Dropout(dropout)
 
@@ -179,7 +203,10 @@ class TransformerXLBlock(keras.layers.Layer):
 
 
 class TransformerXL(keras.layers.Layer):
-    """A stack of `TransformerXLBlock`s sharing the position encodings and the biases u and v."""
+    """A stack of `TransformerXLBlock`s sharing the position encodings and the biases u and v.
+
+    u and v [heads, head_dim] start Xavier-uniform, as in the original.
+    """
 
     def __init__(self, num_layers: int, width: int, heads: int, ffn: int, dropout: float, **kwargs):
         super().__init__(**kwargs)
@@ -194,10 +221,10 @@ class TransformerXL(keras.layers.Layer):
     def build(self, input_shape=None):
         head_shape = (self.heads, self.width // self.heads)
         self.content_bias = self.add_weight(
-            shape=head_shape, initializer="glorot_uniform", name="content_bias"
+            shape=head_shape, initializer=initializers.xavier_uniform(), name="content_bias"
         )
         self.position_bias = self.add_weight(
-            shape=head_shape, initializer="glorot_uniform", name="position_bias"
+            shape=head_shape, initializer=initializers.xavier_uniform(), name="position_bias"
         )
         for block in self.blocks:
             block.build()
