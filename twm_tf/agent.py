@@ -253,6 +253,7 @@ class Agent:
             )
 
         self._policy = evaluation.policy_function(wm.observation, ac.actor)
+        self._policy_logits = evaluation.policy_logits(wm.observation, ac.actor)
         self._train_step = train_step
         self._pretrain_obs = pretrain_obs
         self._pretrain_dyn = pretrain_dyn
@@ -515,13 +516,13 @@ class Agent:
         """Plays `episodes` evaluation games with the current policy (own env and seeds)."""
         # Its own envs and seeds: evaluating never perturbs the training run's RNGs.
         seed = self.config.seed + seed_offset
-        return evaluation.evaluate(self._policy, self.config, episodes, seed=seed)
+        return evaluation.evaluate(self._policy_logits, self.config, episodes, seed=seed)
 
     def evaluate_final(self) -> dict:
         """The paper's final evaluation, written to <run_dir>/eval.json."""
         config = self.config
         return evaluation.evaluate_final(
-            self._policy,
+            self._policy_logits,
             config,
             config.eval_episodes,
             seed=config.seed + config.env_steps,

@@ -1,7 +1,8 @@
 """Evaluation protocol of the paper and human-normalized scores.
 
 Evaluation games use the env's evaluation mode (no no-ops, an episode is a whole game); actions are
-sampled from the policy on the mode of z (SPEC "Environment"). Scores are raw game scores.
+sampled from the policy on the mode of z (SPEC "Environment"), EVAL_BATCH games at a time with one
+batched policy call per step. Scores are raw game scores.
 """
 
 import csv
@@ -48,58 +49,74 @@ class Result(NamedTuple):
         return float(np.mean(self.scores))
 
 
-def evaluate(
-    act: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
-    config: config_lib.Config,
-    episodes: int,
-    seed: int,
-) -> Result:
-    """Plays `episodes` whole games.
+# Games played at once: one batched policy call per step instead of one call per game and step.
+EVAL_BATCH = 16
+
+Logits = Callable[[tf.Tensor], tf.Tensor]  # uint8 frames [B, stack, 64, 64] -> logits [B, A]
+
+
+def evaluate(logits_fn: Logits, config: config_lib.Config, episodes: int, seed: int) -> Result:
+    """Plays `episodes` whole games, up to EVAL_BATCH at a time.
 
     Args:
-      act: (uint8 observations [1, stack, 64, 64], stateless seed [2] int64) -> actions [1].
+      logits_fn: the policy, uint8 observations [B, stack, 64, 64] -> action logits [B, A].
       config: env settings (game, time limit, frame settings).
       episodes: number of games.
       seed: game i's env and action sampling get streams of their own derived from (seed, i)
-        (`seeding`), so a game's result does not depend on the games before it (without no-ops
-        or sticky actions the ALE itself is deterministic; the variety comes from the actions).
+        (`seeding`), so a game's result does not depend on which games share its batch (without
+        no-ops or sticky actions the ALE itself is deterministic; the variety comes from the
+        sampled actions, drawn per game by Gumbel-max from its own NumPy generator).
 
     Returns:
-      The raw score and length of every game.
+      The raw score and length of every game, in game order.
     """
-    scores, lengths = [], []
-    for episode in range(episodes):
-        generator = tf.random.Generator.from_seed(seeding.derive(seed, "eval_actions", episode))
-        env = atari.from_config(
-            config, training=False, seed=seeding.derive(seed, "eval_env", episode)
-        )
-        obs, total, length = env.reset(), 0.0, 0
-        while True:
-            action = act(obs[None], generator.make_seeds(1)[:, 0])
-            step = env.step(int(action[0]))
-            total += float(step.reward)
-            length += 1
+    scores, lengths = [0.0] * episodes, [0] * episodes
+    slots = []  # [game index, env, action generator, observation]
+    next_game = 0
+
+    def start_game():
+        nonlocal next_game
+        i, next_game = next_game, next_game + 1
+        env = atari.from_config(config, training=False, seed=seeding.derive(seed, "eval_env", i))
+        slots.append([i, env, seeding.numpy_rng(seed, "eval_actions", i), env.reset()])
+
+    while next_game < min(episodes, EVAL_BATCH):
+        start_game()
+    while slots:
+        logits = np.asarray(logits_fn(np.stack([slot[3] for slot in slots])), np.float64)
+        finished = []
+        for slot, row in zip(slots, logits):
+            i, env, rng, _ = slot
+            step = env.step(sample(row, rng))
+            scores[i] += float(step.reward)
+            lengths[i] += 1
+            slot[3] = step.obs
             if step.new_game:
-                break
-            obs = step.obs
-        env.close()
-        scores.append(total)
-        lengths.append(length)
+                env.close()
+                finished.append(slot)
+        for slot in finished:
+            slots.remove(slot)
+            if next_game < episodes:
+                start_game()
     return Result(scores, lengths)
 
 
-def random_policy(num_actions: int) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """Uniformly random actions, as `evaluate` expects an acting function."""
+def sample(logits: np.ndarray, rng: np.random.Generator) -> int:
+    """Draws an action from softmax(logits [A]) by Gumbel-max."""
+    return int(np.argmax(logits + rng.gumbel(size=logits.shape)))
 
-    def act(frames, seed):
-        shape = tf.shape(frames)[:1]
-        return tf.random.stateless_uniform(shape, seed, maxval=num_actions, dtype=tf.int32)
 
-    return act
+def random_policy(num_actions: int) -> Logits:
+    """A uniformly random policy: equal logits for every action."""
+
+    def logits_fn(frames):
+        return np.zeros([len(frames), num_actions], np.float32)
+
+    return logits_fn
 
 
 def evaluate_final(
-    act: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    logits_fn: Logits,
     config: config_lib.Config,
     episodes: int,
     seed: int,
@@ -109,7 +126,7 @@ def evaluate_final(
 
     Writes the summary (see `write`) to `path` and returns it.
     """
-    result = evaluate(act, config, episodes, seed)
+    result = evaluate(logits_fn, config, episodes, seed)
     num_actions = atari.from_config(config, training=False, seed=seed).num_actions
     baseline = evaluate(random_policy(num_actions), config, episodes, seed)
     return write(result, config, path, random_result=baseline)
@@ -132,6 +149,20 @@ def policy_function(
     return act
 
 
+def policy_logits(obs_model: observation.ObservationModel, actor: actor_critic.Actor) -> Logits:
+    """The evaluation policy's logits: the actor on the mode of z (no transformer)."""
+    config = obs_model.config
+    frames_spec = tf.TensorSpec(
+        [None, config.frame_stack, config.frame_size, config.frame_size], tf.uint8
+    )
+
+    @tf.function(input_signature=[frames_spec])
+    def logits(frames):
+        return tf.cast(actor(observation.latent_mode(obs_model.encode(frames))), tf.float32)
+
+    return logits
+
+
 def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = None) -> dict:
     """Evaluates the latest checkpoint of a run; writes and returns <run_dir>/eval.json.
 
@@ -147,7 +178,7 @@ def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = N
     config = run.config
     seed = config.seed + config.env_steps if seed is None else seed
     return evaluate_final(
-        policy_function(run.obs_model, run.actor),
+        policy_logits(run.obs_model, run.actor),
         config,
         config.eval_episodes if episodes is None else episodes,
         seed,
