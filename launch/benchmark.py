@@ -1,17 +1,28 @@
 """Speed benchmarks at the paper's shapes (random weights and data; no learning involved).
 
-    python -m launch.benchmark                      # all three, paper config
-    python -m launch.benchmark --only=imagination --config.horizon=15
+    python -m launch.benchmark                      # every section, paper config
+    python -m launch.benchmark --only=train_step --preset=small
+    TF_ENABLE_ONEDNN_OPTS=0 python -m launch.benchmark --only=world_model   # oneDNN off
 
-Reports (median over --repeats after a warm-up call):
-  world_model   one world-model update on N x (l + 1) windows (target <= 10 s on 2 CPU cores)
-  imagination   M x H imagination + critic and actor update (target <= 2.7 s), and the marginal
-                cost per imagined step at several horizons (flat = the cache works)
-  policy        one encoder + actor step at batch 1, in process and from the exported
-                SavedModel (target < 1 ms)
+Reports (median over --repeats after a warm-up call), with the CPU model, TensorFlow version,
+oneDNN and XLA state:
+  world_model   one world-model update on N windows of l + 2 steps, its FLOPs (twm_tf.flops) and
+                achieved FLOP/s next to this machine's float32 matmul FLOP/s
+  imagination   M x H imagination + critic and actor update, and the marginal cost per imagined
+                step at several horizons (flat = the cache works)
+  policy        one encoder + actor step at batch 1, in process and from the exported SavedModel
+  train_step    one train step as the agent runs it (replay sampling, host-to-device, world-model
+                update, imagination, actor-critic) on a buffer of prefill_steps random steps;
+                env steps per second with the policy acting; retracing after warm-up (must be 0)
+  evaluation    --eval_games evaluation games with the (random-weight) policy, batched
+Peak RSS is the process's: run --only=train_step alone for the memory of training.
 """
 
+import datetime
 import json
+import os
+import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,19 +35,19 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
+from twm_tf import evaluation
 from twm_tf import export
+from twm_tf import flops
 from twm_tf import imagination
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
 
-_ONLY = flags.DEFINE_multi_enum(
-    "only",
-    ["world_model", "imagination", "policy"],
-    ["world_model", "imagination", "policy"],
-    "Benchmarks to run.",
-)
+_SECTIONS = ["world_model", "imagination", "policy", "train_step", "evaluation"]
+_ONLY = flags.DEFINE_multi_enum("only", _SECTIONS, _SECTIONS, "Benchmarks to run.")
+_EVAL_GAMES = flags.DEFINE_integer("eval_games", 100, "Games of the evaluation benchmark.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per benchmark.")
 _NUM_ACTIONS = flags.DEFINE_integer("num_actions", 18, "Action count (18 = full Atari set).")
 config_lib.define_flags()
@@ -65,10 +76,48 @@ def _window(config, rng) -> world_model_lib.Batch:
     )
 
 
+def _machine() -> dict:
+    cpu = platform.processor()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    from tensorflow.python.util import _pywrap_util_port  # noqa: PLC0415 (no public API)
+
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+    }
+
+
+def _matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's float32 matmul throughput (all threads), the roofline for the updates."""
+    a = tf.random.normal([size, size])
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    seconds = _median_seconds(lambda: matmul(a).numpy(), repeats)
+    return 2 * size**3 / seconds
+
+
 def bench_world_model(config, wm, rng) -> dict:
     step = tf.function(wm.train_step, jit_compile=config.jit_compile)
     batch, seed = _window(config, rng), tf.constant([0, 1], tf.int64)
-    return {"world_model_update_s": _median_seconds(lambda: step(batch, seed), _REPEATS.value)}
+    seconds = _median_seconds(lambda: step(batch, seed), _REPEATS.value)
+    signature = world_model_lib.batch_signature(config, config.wm_batch, config.seq_len + 2)
+    update_flops = flops.count(
+        tf.function(wm.train_step).get_concrete_function(signature, tf.TensorSpec([2], tf.int64))
+    )
+    peak = _matmul_flops_per_second()
+    return {
+        "world_model_update_s": seconds,
+        "world_model_update_gflop": update_flops / 1e9,
+        "world_model_gflop_per_s": update_flops / seconds / 1e9,
+        "matmul_gflop_per_s": peak / 1e9,
+        "world_model_fraction_of_matmul": update_flops / seconds / peak,
+    }
 
 
 def bench_imagination(config, wm, ac, rng) -> dict:
@@ -156,6 +205,54 @@ def bench_policy(config) -> dict:
     return results
 
 
+def bench_train_step(config) -> dict:
+    """The agent's own train step and acting loop on a buffer of random prefill steps."""
+    # Room for the prefill, the acting steps and more (a debug config's budget is smaller).
+    config = config.replace(env_steps=max(config.env_steps, config.prefill_steps + 2_000))
+    with tempfile.TemporaryDirectory() as run_dir:
+        agent = agent_lib.Agent(config, run_dir)
+        rng = np.random.default_rng(0)
+        start = time.perf_counter()
+        for _ in range(config.prefill_steps):
+            agent._env_step(int(rng.integers(agent.num_actions)))  # noqa: SLF001
+        random_rate = config.prefill_steps / (time.perf_counter() - start)
+        seconds = _median_seconds(agent._train, _REPEATS.value)  # noqa: SLF001
+        traces = agent._train_step.experimental_get_tracing_count()  # noqa: SLF001
+
+        def act():
+            action = agent._policy(agent.obs[None], agent._seed())[0]  # noqa: SLF001
+            agent._env_step(int(action))  # noqa: SLF001
+
+        act()
+        start, steps = time.perf_counter(), 1_000
+        for _ in range(steps):
+            act()
+        policy_rate = steps / (time.perf_counter() - start)
+        agent._train()  # noqa: SLF001 (after acting: new replay contents, same shapes)
+        retraces = agent._train_step.experimental_get_tracing_count() - traces  # noqa: SLF001
+        return {
+            "train_step_s": seconds,
+            "env_steps_per_s_random": random_rate,
+            "env_steps_per_s_policy": policy_rate,
+            "train_step_retraces_after_warmup": retraces,
+        }
+
+
+def bench_evaluation(config) -> dict:
+    with tempfile.TemporaryDirectory() as run_dir:
+        agent = agent_lib.Agent(config, run_dir)
+        logits = agent._policy_logits  # noqa: SLF001
+        logits(agent.obs[None])
+        start = time.perf_counter()
+        result = evaluation.evaluate(logits, config, _EVAL_GAMES.value, seed=0)
+        seconds = time.perf_counter() - start
+    return {
+        "evaluation_games": _EVAL_GAMES.value,
+        "evaluation_s": seconds,
+        "evaluation_env_steps_per_s": sum(result.lengths) / seconds,
+    }
+
+
 def main(argv):
     del argv
     tf.get_logger().setLevel("WARNING")
@@ -166,6 +263,7 @@ def main(argv):
     wm.build()
     ac = actor_critic.ActorCritic(config, _NUM_ACTIONS.value)
     results = {
+        **_machine(),
         "config": flags.FLAGS.preset,
         "precision": config.precision,
         "jit_compile": config.jit_compile,
@@ -176,6 +274,11 @@ def main(argv):
         results.update(bench_imagination(config, wm, ac, rng))
     if "policy" in _ONLY.value:
         results.update(bench_policy(config))
+    if "train_step" in _ONLY.value:
+        results.update(bench_train_step(config))
+    if "evaluation" in _ONLY.value:
+        results.update(bench_evaluation(config))
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results, indent=2))
 
 
