@@ -1,0 +1,57 @@
+"""Atari 100k report of a grid of runs (or of a published agent): tables, aggregates, plots.
+
+python -m launch.report --runs='runs/*-[0-4]' --out=report --compare=IRIS
+python -m launch.report --published=TWM --out=report_twm
+python -m launch.report --runs='runs/*' --variant_runs='runs_uniform/*' --out=report_tau
+"""
+
+from absl import app
+from absl import flags
+
+from twm_tf import report
+
+_RUNS = flags.DEFINE_string("runs", None, "Glob of launch.train run directories to report.")
+_PUBLISHED = flags.DEFINE_string(
+    "published", None, "Report a published agent of twm_tf/reference/atari100k_runs.csv instead."
+)
+_COMPARE = flags.DEFINE_string(
+    "compare", "TWM", "Published agent for the probability of improvement and the profile."
+)
+_VARIANT_RUNS = flags.DEFINE_string(
+    "variant_runs", None, "Glob of an ablation's run directories, compared with --runs."
+)
+_OUT = flags.DEFINE_string("out", None, "Directory for report.md, report.json and the PNGs.")
+_RESAMPLES = flags.DEFINE_integer("resamples", 10_000, "Bootstrap resamples per interval.")
+_SEED = flags.DEFINE_integer("seed", 0, "Random state of the bootstrap.")
+_EXPECTED_RUNS = flags.DEFINE_integer(
+    "expected_runs", report.EXPECTED_RUNS, "Runs per game of a full grid."
+)
+flags.mark_flag_as_required("out")
+flags.mark_flags_as_mutual_exclusive(["runs", "published"], required=True)
+
+
+def main(argv):
+    del argv
+    try:
+        runs = report.load_runs(_RUNS.value, "runs") if _RUNS.value else None
+        variant = (
+            report.load_runs(_VARIANT_RUNS.value, "variant_runs") if _VARIANT_RUNS.value else None
+        )
+        data = report.build(
+            runs=runs,
+            published=_PUBLISHED.value,
+            compare=_COMPARE.value,
+            variant=variant,
+            source=_RUNS.value or "",
+            resamples=_RESAMPLES.value,
+            seed=_SEED.value,
+            expected_runs=_EXPECTED_RUNS.value,
+        )
+    except ValueError as error:  # One line naming the flag, not absl's usage text.
+        raise SystemExit(f"launch.report: {error}") from None
+    for path in report.write(data, _OUT.value):
+        print(path)
+
+
+if __name__ == "__main__":
+    app.run(main)
