@@ -16,23 +16,26 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 import tqdm
-from absl import logging
 
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
 from twm_tf import imagination
 from twm_tf import metrics as metrics_lib
+from twm_tf import progress as progress_lib
 from twm_tf import replay as replay_lib
 from twm_tf import seeding
 from twm_tf import world_model as world_model_lib
@@ -50,11 +53,20 @@ _RESUMABLE_CHANGES = frozenset(
 _PRETRAIN_SAVE_SECONDS = 600.0
 
 
-class _StopRequest:
-    """Turns SIGINT / SIGTERM into a request to stop at the next step boundary."""
+def _say(message: str) -> None:
+    """The project's own console messages: above the progress bars, never hidden by --verbosity."""
+    tqdm.tqdm.write(message, file=sys.stderr)
 
-    def __init__(self):
+
+class _StopRequest:
+    """Turns SIGINT / SIGTERM into a request to stop at the next step boundary.
+
+    `waiting_for()` says what the stop waits for (the step in flight and the save).
+    """
+
+    def __init__(self, waiting_for: Callable[[], str]):
         self.requested = False
+        self._waiting_for = waiting_for
         self._previous = {}
 
     def __enter__(self) -> "_StopRequest":
@@ -68,7 +80,11 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt  # Second request: abort now, keep the last checkpoint.
         self.requested = True
-        logging.warning("signal %d: stopping after this step (again to abort)", signum)
+        _say(
+            f"{signal.Signals(signum).name}: stopping; {self._waiting_for()}. Press Ctrl-C "
+            "again (or send SIGTERM) to abort at once: the run then resumes from its last "
+            "checkpoint."
+        )
 
     def __exit__(self, *exc_info) -> None:
         for signum, handler in self._previous.items():
@@ -182,6 +198,8 @@ class Agent:
         self._means = metrics_lib.Means()
         self._log_mark = (time.monotonic(), 0)
         self._last_save = time.monotonic()
+        self._postfix = {}
+        self._activity = "step"
         self.counters = {
             name: tf.Variable(0, dtype=tf.int64, name=name)
             for name in ("env_steps", "episodes", "pretrain_updates", "train_steps")
@@ -290,23 +308,94 @@ class Agent:
         if int(steps) >= config.env_steps and os.path.exists(eval_path):
             with open(eval_path) as f:
                 return json.load(f)  # A finished run: nothing left to do.
-        progress = tqdm.tqdm(
-            total=config.env_steps, initial=int(steps), unit="step", dynamic_ncols=True
-        )
-        with progress, _StopRequest() as self._stop:
-            while int(steps) < min(target, config.prefill_steps) and not self._stop.requested:
-                self._env_step(int(self.rng.integers(self.num_actions)))
-                progress.update(1)
-                self._maybe_checkpoint()
+        self.progress = progress_lib.Progress(self._phases(), done=self._phases_done())
+        with _StopRequest(self._waiting_for) as self._stop:
+            self._activity = "prefill step"
+            with self._bar("prefill", "step") as bar:
+                while int(steps) < min(target, config.prefill_steps) and not self._stop.requested:
+                    self._env_step(int(self.rng.integers(self.num_actions)))
+                    self._tick(bar, "prefill")
+                    self._maybe_checkpoint()
             if int(steps) >= config.prefill_steps:
-                self._pretrain_phase(progress)
+                self._pretrain_phase()
                 self._maybe_evaluate()  # The paper's first evaluation follows pretraining.
-            while int(steps) < target and not self._stop.requested:
-                self._main_step(progress)
+            self._activity = "train step (world-model update, imagination, actor-critic)"
+            with self._bar("train", "step") as bar:
+                while int(steps) < target and not self._stop.requested:
+                    self._main_step(bar)
         self.save()
         if int(steps) < config.env_steps:
             return None
         return self.evaluate_final()
+
+    # ----------------------------------------------------------------- progress
+
+    def _phases(self) -> list[tuple[str, int]]:
+        config, sched = self.config, self.schedule
+        return [
+            ("prefill", config.prefill_steps),
+            ("pretrain VAE", sched.pretrain_obs),
+            ("pretrain dynamics", sched.pretrain_dyn),
+            ("pretrain actor-critic", sched.pretrain_ac),
+            ("train", config.env_steps - config.prefill_steps),
+            ("final evaluation", config.eval_episodes),
+        ]
+
+    def _phases_done(self) -> dict[str, int]:
+        """Units of each phase that the restored counters say are done."""
+        config, sched = self.config, self.schedule
+        steps, updates = int(self.counters["env_steps"]), int(self.counters["pretrain_updates"])
+        done = {"prefill": min(steps, config.prefill_steps)}
+        offset = 0
+        for name, count in (
+            ("pretrain VAE", sched.pretrain_obs),
+            ("pretrain dynamics", sched.pretrain_dyn),
+            ("pretrain actor-critic", sched.pretrain_ac),
+        ):
+            done[name] = min(max(updates - offset, 0), count)
+            offset += count
+        done["train"] = max(steps - config.prefill_steps, 0)
+        return done
+
+    def _bar(self, phase: str, unit: str) -> tqdm.tqdm:
+        """A live progress line for one phase: its count, rate and ETA; the overall ETA after."""
+        return tqdm.tqdm(
+            desc=phase,
+            total=self.progress.totals[phase],
+            initial=self.progress.done[phase],
+            unit=unit,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            disable=self.progress.remaining(phase) == 0,
+        )
+
+    def _tick(self, bar: tqdm.tqdm, phase: str, **postfix) -> None:
+        """One unit of `phase` done: counts, and about once a second the bar's postfix."""
+        self.progress.advance(phase)
+        now = time.monotonic()
+        if postfix or now - getattr(self, "_postfix_time", 0.0) > 1.0:
+            self._postfix_time = now
+            self._postfix.update(postfix)
+            bar.set_postfix(run=self.progress.summary(), **self._postfix, refresh=False)
+        bar.update(1)
+
+    def _waiting_for(self) -> str:
+        """What a stop request waits for, for the message that acknowledges it."""
+        models = (
+            self.world_model.observation,
+            self.world_model.dynamics,
+            self.actor_critic.actor,
+            self.actor_critic.critic,
+        )
+        # Weights and Adam's two slots per weight.
+        weights = 3 * sum(
+            math.prod(v.shape) * tf.as_dtype(v.dtype).size for m in models for v in m.variables
+        )
+        megabytes = (self.replay.nbytes + weights) / 1e6
+        return (
+            f"finishing the {self._activity} in flight, then saving the checkpoint "
+            f"(~{megabytes:,.0f} MB with the replay buffer)"
+        )
 
     def _check_run_dir(self) -> None:
         """Refuses to resume a run of another config (its checkpoint would not fit)."""
@@ -327,7 +416,7 @@ class Agent:
                 "resume it with its own flags or pick a new --run_dir"
             )
 
-    def _main_step(self, progress: tqdm.tqdm) -> None:
+    def _main_step(self, bar: tqdm.tqdm) -> None:
         """One env step with the policy and the train steps its credit pays for."""
         config = self.config
         action = self._policy(self.obs[None], self._seed())[0]
@@ -337,8 +426,7 @@ class Agent:
             self._means.add(self._train())
             self.train_credit -= 1.0
             self.counters["train_steps"].assign_add(1)
-        self._log(progress)
-        progress.update(1)
+        self._log(bar)
         self._maybe_evaluate()
         self._maybe_checkpoint()
 
@@ -386,7 +474,7 @@ class Agent:
         batch = self.replay.sample_uniform(self.config.imag_starts, self.config.horizon)
         return self._pretrain_ac(self._window(batch), self._seed())
 
-    def _pretrain_phase(self, progress: tqdm.tqdm) -> None:
+    def _pretrain_phase(self) -> None:
         """Pretraining on the prefill data; resumable at update granularity."""
         sched = self.schedule
         phases = (
@@ -397,27 +485,26 @@ class Agent:
         done = self.counters["pretrain_updates"]
         offset = 0
         for count, name, update in phases:
-            while int(done) < offset + count and not self._stop.requested:
-                self._means.add(update())
-                done.assign_add(1)
-                # Env steps stand still while pretraining: the description is the live part.
-                progress.set_description(
-                    f"pretrain {name} {int(done) - offset}/{count}", refresh=int(done) % 10 == 1
-                )
-                if int(done) % 100 == 0 or int(done) == offset + count:
-                    self._write_summaries(self._means.flush(), int(done), prefix="pretrain/")
-                # Pretraining takes hours at paper scale: checkpoint it every few minutes.
-                if time.monotonic() - self._last_save > _PRETRAIN_SAVE_SECONDS:
-                    self.save()
+            self._activity = f"{name} pretraining update"
+            with self._bar(f"pretrain {name}", "update") as bar:
+                while int(done) < offset + count and not self._stop.requested:
+                    self._means.add(update())
+                    done.assign_add(1)
+                    self._tick(bar, f"pretrain {name}")
+                    if int(done) % 100 == 0 or int(done) == offset + count:
+                        self._write_summaries(self._means.flush(), int(done), prefix="pretrain/")
+                    # Pretraining takes hours at paper scale: checkpoint it every few minutes.
+                    if time.monotonic() - self._last_save > _PRETRAIN_SAVE_SECONDS:
+                        self.save()
             offset += count
-        progress.set_description("train", refresh=False)
 
     # ----------------------------------------------------------------- logging, checkpoints
 
-    def _log(self, progress: tqdm.tqdm) -> None:
+    def _log(self, bar: tqdm.tqdm) -> None:
         """Every log_every env steps: the means of the metrics since the last write, rates."""
         env_steps = int(self.counters["env_steps"])
         if env_steps % self.config.log_every:
+            self._tick(bar, "train")
             return
         now, train_steps = time.monotonic(), int(self.counters["train_steps"])
         last_time, last_train_steps = self._log_mark
@@ -425,14 +512,15 @@ class Agent:
         self._log_mark = (now, train_steps)
         self._write_summaries(self._means.flush(), env_steps)
         with self.writer.as_default(step=env_steps):
-            tf.summary.scalar("perf/env_steps_per_second", progress.format_dict["rate"] or 0.0)
+            tf.summary.scalar("perf/env_steps_per_second", self.progress.rate("train") or 0.0)
             tf.summary.scalar("perf/updates_per_second", updates_per_second)
             tf.summary.scalar("replay/tau", self.config.replay_tau)
-        progress.set_postfix(
+        self._tick(
+            bar,
+            "train",
             updates_per_s=f"{updates_per_second:.2f}",
             train_steps=train_steps,
             last_return=self.last_return,
-            refresh=False,
         )
 
     def _write_summaries(self, metrics: dict, step: int, prefix: str = "") -> None:
@@ -466,7 +554,7 @@ class Agent:
         self.replay.load(os.path.join(self.manager.directory, f"replay-{number}.bin"))
         self.checkpoint.restore(path).assert_existing_objects_matched()
         self._truncate_episode_log()
-        logging.info("resumed %s at env step %d", path, int(self.counters["env_steps"]))
+        _say(f"resumed {path} at env step {int(self.counters['env_steps'])}")
 
     def _truncate_episode_log(self) -> None:
         """Drops episodes logged after the checkpoint; the resumed run logs them again."""
@@ -521,10 +609,12 @@ class Agent:
     def evaluate_final(self) -> dict:
         """The paper's final evaluation, written to <run_dir>/eval.json."""
         config = self.config
-        return evaluation.evaluate_final(
-            self._policy_logits,
-            config,
-            config.eval_episodes,
-            seed=config.seed + config.env_steps,
-            path=os.path.join(self.run_dir, "eval.json"),
-        )
+        with self._bar("final evaluation", "game") as bar:
+            return evaluation.evaluate_final(
+                self._policy_logits,
+                config,
+                config.eval_episodes,
+                seed=config.seed + config.env_steps,
+                path=os.path.join(self.run_dir, "eval.json"),
+                on_game=lambda: self._tick(bar, "final evaluation"),
+            )

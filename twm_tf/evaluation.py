@@ -55,7 +55,13 @@ EVAL_BATCH = 16
 Logits = Callable[[tf.Tensor], tf.Tensor]  # uint8 frames [B, stack, 64, 64] -> logits [B, A]
 
 
-def evaluate(logits_fn: Logits, config: config_lib.Config, episodes: int, seed: int) -> Result:
+def evaluate(
+    logits_fn: Logits,
+    config: config_lib.Config,
+    episodes: int,
+    seed: int,
+    on_game: Callable[[], None] | None = None,
+) -> Result:
     """Plays `episodes` whole games, up to EVAL_BATCH at a time.
 
     Args:
@@ -66,6 +72,7 @@ def evaluate(logits_fn: Logits, config: config_lib.Config, episodes: int, seed: 
         (`seeding`), so a game's result does not depend on which games share its batch (without
         no-ops or sticky actions the ALE itself is deterministic; the variety comes from the
         sampled actions, drawn per game by Gumbel-max from its own NumPy generator).
+      on_game: called after each finished game (progress display).
 
     Returns:
       The raw score and length of every game, in game order.
@@ -94,6 +101,8 @@ def evaluate(logits_fn: Logits, config: config_lib.Config, episodes: int, seed: 
             if step.new_game:
                 env.close()
                 finished.append(slot)
+                if on_game is not None:
+                    on_game()
         for slot in finished:
             slots.remove(slot)
             if next_game < episodes:
@@ -121,12 +130,13 @@ def evaluate_final(
     episodes: int,
     seed: int,
     path: str,
+    on_game: Callable[[], None] | None = None,
 ) -> dict:
     """The final evaluation: the policy and, with the same games and seeds, a random policy.
 
     Writes the summary (see `write`) to `path` and returns it.
     """
-    result = evaluate(logits_fn, config, episodes, seed)
+    result = evaluate(logits_fn, config, episodes, seed, on_game)
     num_actions = atari.from_config(config, training=False, seed=seed).num_actions
     baseline = evaluate(random_policy(num_actions), config, episodes, seed)
     return write(result, config, path, random_result=baseline)

@@ -160,6 +160,20 @@ class ReplayBuffer:
         return self._size
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the stored steps (what `save` writes, without its small header)."""
+        arrays = (
+            self._frames,
+            self._actions,
+            self._rewards,
+            self._terminated,
+            self._truncated,
+            self._is_first,
+            self._visits,
+        )
+        return sum(a[: self._size].nbytes for a in arrays)
+
+    @property
     def capacity(self) -> int:
         return self._capacity
 
