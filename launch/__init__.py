@@ -1,12 +1,34 @@
 """absl binaries over twm_tf (`python -m launch.<name>`).
 
-Importing this package, which `python -m launch.<name>` does before the binary's own imports,
-turns TensorFlow's oneDNN CPU kernels on unless TF_ENABLE_ONEDNN_OPTS is already set: TensorFlow
-enables them by default only on CPUs with AVX-512 VNNI/bf16/AMX, yet on an AVX2-only CPU they made
-the world-model update 2.2x faster (README "Benchmarks"). TensorFlow reads the variable once, when
-it is imported, so it must be set here rather than in twm_tf.
+Importing this package, which `python -m launch.<name>` does before the binary's own imports, sets
+two TensorFlow environment defaults (an explicit setting wins); TensorFlow reads both once, when it
+is imported, so they must be set here rather than in twm_tf:
+
+- TF_ENABLE_ONEDNN_OPTS=1: TensorFlow enables its oneDNN CPU kernels by default only on CPUs with
+  AVX-512 VNNI/bf16/AMX, yet on an AVX2-only CPU they made the world-model update 2.2x faster
+  (README "Benchmarks").
+- TF_CPP_MIN_LOG_LEVEL=1: TensorFlow's C++ INFO lines (CPU features, oneDNN notices) stay out of
+  the console unless the command line asks for them with absl's --verbosity (-v).
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+if not any(arg.startswith(("--verbosity", "-v")) for arg in sys.argv[1:]):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def quiet_library_logs() -> None:
+    """Python-side library INFO logs (TensorFlow, absl users) off unless --verbosity was given.
+
+    Call it in a binary's main(), after absl parsed the flags. The project's own messages are
+    printed, not logged, so they stay.
+    """
+    import tensorflow as tf
+    from absl import flags
+    from absl import logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+        tf.get_logger().setLevel("WARNING")

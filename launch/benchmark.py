@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+import launch
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
@@ -255,7 +256,7 @@ def bench_evaluation(config) -> dict:
 
 def main(argv):
     del argv
-    tf.get_logger().setLevel("WARNING")
+    launch.quiet_library_logs()
     config = config_lib.from_flags()
     keras.mixed_precision.set_global_policy(config.precision)
     rng = np.random.default_rng(0)

@@ -9,10 +9,10 @@ sampled from the actor on the mode of z. Prints the mean and the human-normalize
 
 import json
 
-import tensorflow as tf
 from absl import app
 from absl import flags
 
+import launch
 from twm_tf import evaluation
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
@@ -23,7 +23,7 @@ flags.mark_flag_as_required("run_dir")
 
 def main(argv):
     del argv
-    tf.get_logger().setLevel("WARNING")
+    launch.quiet_library_logs()
     try:
         summary = evaluation.evaluate_run(_RUN_DIR.value, _EPISODES.value, _SEED.value)
     except FileNotFoundError as error:

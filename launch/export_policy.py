@@ -10,6 +10,7 @@ SavedModel's signatures and metadata.
 from absl import app
 from absl import flags
 
+import launch
 from twm_tf import export
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
@@ -22,6 +23,7 @@ flags.mark_flag_as_required("run_dir")
 
 def main(argv):
     del argv
+    launch.quiet_library_logs()
     try:
         path = export.export_from_run(_RUN_DIR.value, _OUTPUT.value, _JIT_COMPILE.value)
     except FileNotFoundError as error:

@@ -8,8 +8,8 @@ import json
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
+import launch
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
 
@@ -25,7 +25,7 @@ flags.mark_flag_as_required("run_dir")
 
 def main(argv):
     del argv
-    tf.get_logger().setLevel("WARNING")  # Checkpoint saves log at INFO on every write.
+    launch.quiet_library_logs()
     overrides = {
         name: flag.value
         for name, flag in (("game", _GAME), ("seed", _SEED), ("eval_episodes", _EVAL_EPISODES))

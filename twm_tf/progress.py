@@ -92,8 +92,11 @@ class Progress:
         return seconds, unknown
 
     def summary(self) -> str:
-        """The overall ETA as one phrase, e.g. '1:02:03 left' or '>= 0:05:00 left + train'."""
+        """The overall ETA in a few words: '1:02:03 left' or '>= 0:05:00 left + 2 untimed'.
+
+        Phases count as untimed until they ran for MIN_SECONDS; `overall` names them.
+        """
         seconds, unknown = self.overall()
         if not unknown:
             return f"{format_seconds(seconds)} left"
-        return f">= {format_seconds(seconds)} left + {', '.join(unknown)} (not yet timed)"
+        return f">= {format_seconds(seconds)} left + {len(unknown)} untimed"

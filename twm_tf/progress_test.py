@@ -40,7 +40,7 @@ class ProgressTest(testing.TestCase):
         self.clock.now += 40.0
         progress.advance("pretrain", 20)  # 0.5 updates/s: 160 s left
         self.assertEqual(progress.overall(), (160.0, ["train"]))
-        self.assertEqual(progress.summary(), ">= 0:02:40 left + train (not yet timed)")
+        self.assertEqual(progress.summary(), ">= 0:02:40 left + 1 untimed")
         progress.advance("pretrain", 80)
         progress.begin("train")
         self.clock.now += 100.0
