@@ -9,6 +9,7 @@ import os
 from absl import app
 from absl import flags
 
+import launch
 from twm_tf import curves
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A launch.train run directory.")
@@ -19,6 +20,7 @@ flags.mark_flag_as_required("run_dir")
 
 def main(argv):
     del argv
+    launch.quiet_library_logs()
     try:
         data = curves.load(_RUN_DIR.value)
     except ValueError as error:

@@ -8,6 +8,7 @@ python -m launch.report --runs='runs/*' --variant_runs='runs_uniform/*' --out=re
 from absl import app
 from absl import flags
 
+import launch
 from twm_tf import report
 
 _RUNS = flags.DEFINE_string("runs", None, "Glob of launch.train run directories to report.")
@@ -32,6 +33,7 @@ flags.mark_flags_as_mutual_exclusive(["runs", "published"], required=True)
 
 def main(argv):
     del argv
+    launch.quiet_library_logs()
     try:
         runs = report.load_runs(_RUNS.value, "runs") if _RUNS.value else None
         variant = (

@@ -1,0 +1,321 @@
+"""Open-loop prediction quality of a world model on real transitions, next to trivial baselines.
+
+From a start step s the dynamics model holds the real steps s - C .. s - 1 in memory (C =
+memory_steps) and reads the real z_s and a_s; every later step feeds the model's own latent and
+reward but the real action:
+
+    memory (real):  z_{s-C} a_{s-C} r_{s-C} ... z_{s-1} a_{s-1} r_{s-1}
+    k = 1:          z_s     a_s                     h_s     -> z^_{s+1}, r^_s,     g^_s
+    k = 2:          r^_s    z^_{s+1} a_{s+1}        h_{s+1} -> z^_{s+2}, r^_{s+1}, g^_{s+1}
+    k = 3:          r^_{s+1} z^_{s+2} a_{s+2}       ...        (a_* always the real actions)
+
+Horizon k scores z^_{s+k} (and its decoded frames) against the real o_{s+k}, and r^_{s+k-1},
+g^_{s+k-1} against transition s + k - 1. A prediction whose target lies past an episode end is
+left out.
+"""
+
+import json
+import math
+import os
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from twm_tf import evaluation
+from twm_tf import testdata
+from twm_tf import world_model as world_model_lib
+from twm_tf.analysis import restore
+from twm_tf.envs import atari
+from twm_tf.models import observation
+
+_CHUNK = 64  # Starts per batched rollout and frames per encoder/decoder call.
+
+
+class Transitions(NamedTuple):
+    """T consecutive real steps (possibly spanning episodes)."""
+
+    obs: np.ndarray  # [T, S, 64, 64] uint8 observation o_t
+    actions: np.ndarray  # [T] int32 a_t, taken at o_t
+    rewards: np.ndarray  # [T] float32 raw reward of transition t
+    terminals: np.ndarray  # [T] bool, transition t ended a life or the game (discount target 0)
+    dones: np.ndarray  # [T] bool, o_{t+1} starts a new episode (attention stops there)
+
+
+def from_recording(recording: testdata.Recording, stack: int) -> Transitions:
+    """The transitions of a recorded testdata sequence (training mode: life losses terminate)."""
+    return Transitions(
+        obs=testdata.stacks(recording, stack),
+        actions=recording.actions.astype(np.int32),
+        rewards=recording.rewards.astype(np.float32),
+        terminals=recording.terminated.astype(bool),
+        dones=(recording.terminated | recording.truncated).astype(bool),
+    )
+
+
+def collect(run: restore.RunModels, steps: int, seed: int, episodes: int | None = None):
+    """Plays the run's policy in its game's evaluation-mode env; returns Transitions.
+
+    Stops after `steps` steps or, if given, after `episodes` whole games (whichever comes first).
+    Evaluation mode plays whole games, but the discount head learned life losses as terminals
+    (training mode), so a life loss is recorded as a terminal; only a new game cuts attention.
+    """
+    env = atari.from_config(run.config, training=False, seed=seed)
+    rng = np.random.default_rng(seed)
+    logits_fn = evaluation.policy_logits(run.world_model.observation, run.actor)
+    obs, lives, games = env.reset(), env.ale.lives(), 0
+    fields = {name: [] for name in Transitions._fields}
+    while len(fields["obs"]) < steps and (episodes is None or games < episodes):
+        action = evaluation.sample(np.asarray(logits_fn(obs[None]))[0], rng)
+        step = env.step(action)
+        life_lost = env.ale.lives() < lives and not step.new_game
+        for name, value in zip(
+            Transitions._fields,
+            (obs, action, step.reward, step.terminated or life_lost, step.new_game),
+        ):
+            fields[name].append(value)
+        obs, lives, games = step.obs, env.ale.lives(), games + int(step.new_game)
+    env.close()
+    dtypes = (np.uint8, np.int32, np.float32, bool, bool)
+    return Transitions(*(np.asarray(fields[n], d) for n, d in zip(Transitions._fields, dtypes)))
+
+
+class Predictions(NamedTuple):
+    """Open-loop predictions of M starts over H horizons (axis 1: horizon k = 1..H)."""
+
+    starts: np.ndarray  # [M] start step s
+    next_logits: np.ndarray  # [M, H, V, C] logits of z_{s+k}
+    next_z: np.ndarray  # [M, H, V, C] the latent fed back (mode or sample of next_logits)
+    reward: np.ndarray  # [M, H] predicted mean of tanh r_{s+k-1}
+    discount: np.ndarray  # [M, H] predicted gamma_{s+k-1} (sigmoid of the discount logit)
+
+
+def _encode(obs_model: observation.ObservationModel, obs: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [obs_model.encode(obs[i : i + _CHUNK]).numpy() for i in range(0, len(obs), _CHUNK)]
+    )
+
+
+def _decode(obs_model: observation.ObservationModel, z: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [obs_model.decode(z[i : i + _CHUNK]).numpy() for i in range(0, len(z), _CHUNK)]
+    )
+
+
+def open_loop(
+    world_model: world_model_lib.WorldModel,
+    data: Transitions,
+    logits: np.ndarray,
+    horizon: int,
+    latent: str = "mode",
+    seed: int = 0,
+) -> Predictions:
+    """Runs H-step open-loop predictions from every start s in [C, T - 1 - H].
+
+    Args:
+      world_model: the restored world model.
+      data: the real transitions.
+      logits: [T, V, C] encoder logits of data.obs.
+      horizon: H.
+      latent: "mode" (argmax) or "sample" (one draw) of each predicted latent, fed back.
+      seed: stateless seed of the samples.
+
+    Raises:
+      ValueError: if data is shorter than C + H + 1 steps or latent is unknown.
+    """
+    if latent not in ("mode", "sample"):
+        raise ValueError(f"latent must be 'mode' or 'sample', got {latent!r}")
+    dynamics = world_model.dynamics
+    context = world_model.config.memory_steps
+    total = len(data.actions)
+    if total < context + horizon + 1:
+        raise ValueError(
+            f"need at least memory_steps + horizon + 1 = {context + horizon + 1} steps, got {total}"
+        )
+    z_real = observation.latent_mode(logits).numpy()  # [T, V, C]
+    rewards = np.tanh(data.rewards).astype(np.float32)
+    starts = np.arange(context, total - horizon)
+    outputs = []
+    for first in range(0, len(starts), _CHUNK):
+        s = starts[first : first + _CHUNK]
+        window = s[:, None] + np.arange(-context, 0)  # [b, C] the real context steps
+        _, cache = dynamics.prefill(
+            z_real[window], data.actions[window], rewards[window], data.dones[window]
+        )
+        z, prev_reward, reset = z_real[s], rewards[s - 1], data.dones[s - 1]
+        steps = []
+        for k in range(horizon):
+            out, cache = dynamics.step(cache, z, data.actions[s + k], prev_reward, reset)
+            if latent == "mode":
+                z = observation.latent_mode(out.next_logits)
+            else:
+                z = observation.sample_latent(out.next_logits, tf.constant([seed, first * 997 + k]))
+            prev_reward, reset = out.reward, np.zeros(len(s), bool)
+            steps.append((out.next_logits, z, out.reward, tf.sigmoid(out.discount_logit)))
+        outputs.append([np.stack([np.asarray(x[i]) for x in steps], axis=1) for i in range(4)])
+    fields = [np.concatenate([o[i] for o in outputs]) for i in range(4)]
+    return Predictions(starts, *fields)
+
+
+def _mean(values: np.ndarray, mask: np.ndarray) -> float | None:
+    return float(values[mask].mean()) if mask.any() else None
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def horizon_metrics(
+    world_model: world_model_lib.WorldModel,
+    data: Transitions,
+    logits: np.ndarray,
+    predictions: Predictions,
+) -> list[dict]:
+    """Per horizon k = 1..H: the model's errors and the trivial baselines' (see module doc)."""
+    config = world_model.config
+    obs_model = world_model.observation
+    s = predictions.starts
+    horizon = predictions.reward.shape[1]
+    log_q = tf.nn.log_softmax(logits).numpy()  # [T, V, C]
+    q = np.exp(log_q)
+    classes = logits.argmax(-1)  # [T, V]
+    frames = data.obs.astype(np.float32) / 255.0
+    posterior = _decode(obs_model, observation.latent_mode(logits).numpy())  # [T, S, 64, 64]
+    rewards = np.tanh(data.rewards)
+    done_before = np.concatenate([[0], np.cumsum(data.dones)])  # dones in steps < t
+    mean_reward = float(rewards.mean())
+    results = []
+    for k in range(1, horizon + 1):
+        target, transition = s + k, s + k - 1
+        # z_{s+k} needs no done in s..s+k-1; transition s+k-1 none in s..s+k-2.
+        latent_ok = done_before[target] == done_before[s]
+        reward_ok = done_before[transition] == done_before[s]
+        predicted = predictions.next_logits[:, k - 1]
+        log_p = tf.nn.log_softmax(predicted).numpy()
+        decoded = _decode(obs_model, predictions.next_z[:, k - 1])
+        pixels = (1, 2, 3)
+        pred_reward, real_reward = predictions.reward[:, k - 1], rewards[transition]
+        nonzero = reward_ok & (data.rewards[transition] != 0)
+        continuation = predictions.discount[:, k - 1] / config.gamma
+        predicted_terminal = reward_ok & (continuation < 0.5)
+        real_terminal = reward_ok & data.terminals[transition]
+        hits = int((predicted_terminal & real_terminal).sum())
+        results.append(
+            {
+                "horizon": k,
+                "latent_count": int(latent_ok.sum()),
+                "transition_count": int(reward_ok.sum()),
+                "recon_mse": _mean(((decoded - frames[target]) ** 2).mean(pixels), latent_ok),
+                "recon_mse_repeat": _mean(
+                    ((frames[s] - frames[target]) ** 2).mean(pixels), latent_ok
+                ),
+                "recon_mse_posterior": _mean(
+                    ((posterior[target] - frames[target]) ** 2).mean(pixels), latent_ok
+                ),
+                "latent_xent": _mean(-(q[target] * log_p).sum((1, 2)), latent_ok),
+                "latent_xent_repeat": _mean(-(q[target] * log_q[s]).sum((1, 2)), latent_ok),
+                "latent_xent_uniform": config.latent_vars * math.log(config.latent_classes),
+                "latent_accuracy": _mean(
+                    (predicted.argmax(-1) == classes[target]).mean(1), latent_ok
+                ),
+                "latent_accuracy_repeat": _mean((classes[s] == classes[target]).mean(1), latent_ok),
+                "reward_mae": _mean(np.abs(pred_reward - real_reward), reward_ok),
+                "reward_mae_mean": _mean(np.abs(mean_reward - real_reward), reward_ok),
+                "reward_nonzero": int(nonzero.sum()),
+                "reward_sign_accuracy": _mean(
+                    np.sign(pred_reward) == np.sign(real_reward), nonzero
+                ),
+                "reward_sign_accuracy_mean": _mean(
+                    np.full(len(s), np.sign(mean_reward)) == np.sign(real_reward), nonzero
+                ),
+                "terminals": int(real_terminal.sum()),
+                "terminals_predicted": int(predicted_terminal.sum()),
+                "terminal_precision": _ratio(hits, int(predicted_terminal.sum())),
+                "terminal_recall": _ratio(hits, int(real_terminal.sum())),
+            }
+        )
+    return results
+
+
+def evaluate(
+    run: restore.RunModels,
+    data: Transitions,
+    horizon: int,
+    source: str,
+    latent: str = "mode",
+    seed: int = 0,
+) -> dict:
+    """The whole evaluation of `run` on `data`; returns the JSON summary (see `write`)."""
+    if int(data.actions.max()) >= len(run.action_meanings):
+        raise ValueError(
+            f"{source} has actions up to {int(data.actions.max())}, the run's game "
+            f"{run.config.game} has {len(run.action_meanings)}; record the run's game"
+        )
+    logits = _encode(run.world_model.observation, data.obs)
+    predictions = open_loop(run.world_model, data, logits, horizon, latent, seed)
+    return {
+        "game": run.config.game,
+        "checkpoint": run.checkpoint,
+        "source": source,
+        "steps": len(data.actions),
+        "starts": len(predictions.starts),
+        "context": run.config.memory_steps,
+        "latent": latent,
+        "reward_scale": "tanh",
+        "horizons": horizon_metrics(run.world_model, data, logits, predictions),
+    }
+
+
+_PANELS = (  # title, (model key, baseline key, baseline label) ...
+    ("decoded frames MSE", "recon_mse", "recon_mse_repeat", "repeat last frame"),
+    ("next-latent cross-entropy (nats)", "latent_xent", "latent_xent_uniform", "uniform"),
+    ("next-latent top-1 accuracy", "latent_accuracy", "latent_accuracy_repeat", "repeat latent"),
+    ("reward MAE (tanh scale)", "reward_mae", "reward_mae_mean", "mean reward"),
+    ("reward sign accuracy (r != 0)", "reward_sign_accuracy", "reward_sign_accuracy_mean", "mean"),
+    ("terminal precision / recall", "terminal_precision", "terminal_recall", "recall"),
+)
+
+
+def plot(summary: dict, path: str) -> None:
+    """Each metric against the horizon k, beside its trivial baseline, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = summary["horizons"]
+    k = [row["horizon"] for row in rows]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, (title, model_key, base_key, base_label) in zip(axes.flat, _PANELS):
+
+        def series(key):
+            return [np.nan if row[key] is None else row[key] for row in rows]
+
+        model_label = "precision" if model_key == "terminal_precision" else "world model"
+        ax.plot(k, series(model_key), "o-", label=model_label)
+        ax.plot(k, series(base_key), "s--", label=base_label)
+        if model_key == "recon_mse":
+            ax.plot(k, series("recon_mse_posterior"), ":", label="VAE of the real frames")
+        ax.set_title(title)
+        ax.set_xlabel("horizon k (steps)")
+        ax.set_xticks(k)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"{summary['game']}: {summary['starts']} open-loop starts ({summary['source']}, "
+        f"{summary['latent']} latents)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write(summary: dict, out_dir: str) -> tuple[str, str]:
+    """Writes world_model_eval.json and world_model_eval.png to out_dir; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, "world_model_eval.json")
+    with open(json_path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(json_path + ".tmp", json_path)
+    png_path = os.path.join(out_dir, "world_model_eval.png")
+    plot(summary, png_path)
+    return json_path, png_path
