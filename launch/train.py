@@ -5,6 +5,7 @@ python -m launch.train --preset=debug --run_dir=/tmp/twm_debug --config.env_step
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -40,6 +41,8 @@ def main(argv):
         summary = agent.train()
     except agent_lib.RunDirError as error:
         raise app.UsageError(str(error)) from None
+    except agent_lib.TrainingDiverged as error:
+        sys.exit(f"training diverged: {error}")
     if summary is None:  # Stopped by Ctrl-C / SIGTERM at a step boundary, checkpoint written.
         print(f"stopped; run the same command to resume from {agent.manager.latest_checkpoint}")
         return

@@ -95,6 +95,10 @@ class RunDirError(ValueError):
     """The run directory holds a run that this config cannot resume."""
 
 
+class TrainingDiverged(RuntimeError):
+    """Updates kept being non-finite; the run stopped before its last checkpoint was touched."""
+
+
 class Schedule(NamedTuple):
     """Update counts implied by the config (all in updates, not samples)."""
 
@@ -199,6 +203,7 @@ class Agent:
         self._log_mark = (time.monotonic(), 0)
         self._last_save = time.monotonic()
         self._postfix = {}
+        self._skipped_in_a_row = 0
         self._activity = "step"
         self.counters = {
             name: tf.Variable(0, dtype=tf.int64, name=name)
@@ -423,7 +428,7 @@ class Agent:
         self._env_step(int(action))
         self.train_credit += 1.0 / config.env_steps_per_train_step
         while self.train_credit >= 1.0 - 1e-9:
-            self._means.add(self._train())
+            self._means.add(self._guard(self._train()))
             self.train_credit -= 1.0
             self.counters["train_steps"].assign_add(1)
         self._log(bar)
@@ -461,6 +466,28 @@ class Agent:
         restart_obs = self.replay.sample_observations(config.imag_starts)
         return self._train_step(self._window(batch), restart_obs, self._seed())
 
+    def _guard(self, metrics: dict) -> dict:
+        """Counts consecutive steps with a skipped update; raises TrainingDiverged after too many.
+
+        An exception inside a step writes no checkpoint, so the last one (from before the
+        trouble, unless it began more than a checkpoint interval ago) stays as it was.
+        """
+        skipped = sorted(
+            name.split("/")[0]
+            for name, value in metrics.items()
+            if name.endswith("/skipped") and float(value) > 0
+        )
+        self._skipped_in_a_row = self._skipped_in_a_row + 1 if skipped else 0
+        if self._skipped_in_a_row >= self.config.max_skipped_updates:
+            raise TrainingDiverged(
+                f"{self._skipped_in_a_row} train steps in a row had a non-finite loss or "
+                f"gradient ({', '.join(skipped)}); stopped at env step "
+                f"{int(self.counters['env_steps'])}. The last checkpoint "
+                f"({self.manager.latest_checkpoint}) is untouched; TensorBoard's */skipped "
+                "shows when updates began to fail (config.max_skipped_updates sets the limit)"
+            )
+        return metrics
+
     def _pretrain_vae(self) -> dict:
         frames = self.replay.sample_observations(self.config.pretrain_obs_batch)
         return self._pretrain_obs(frames, self._seed())
@@ -488,7 +515,7 @@ class Agent:
             self._activity = f"{name} pretraining update"
             with self._bar(f"pretrain {name}", "update") as bar:
                 while int(done) < offset + count and not self._stop.requested:
-                    self._means.add(update())
+                    self._means.add(self._guard(update()))
                     done.assign_add(1)
                     self._tick(bar, f"pretrain {name}")
                     if int(done) % 100 == 0 or int(done) == offset + count:

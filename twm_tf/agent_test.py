@@ -144,6 +144,25 @@ class AgentTest(testing.TestCase):
             with self.assertRaisesRegex(agent_lib.RunDirError, "random streams were derived"):
                 agent_lib.Agent(_config(), run_dir).train(until=20)
 
+    def test_non_finite_updates_are_skipped_then_stop_the_run(self):
+        agent = agent_lib.Agent(_config(max_skipped_updates=3), self.create_tempdir().full_path)
+        agent.train(until=80)  # Prefill and pretraining, then a checkpoint.
+        checkpoint = agent.manager.latest_checkpoint
+        weights = [v.numpy() for v in agent.world_model.dynamics.variables]
+        sample = agent.replay.sample
+
+        def poisoned_sample(*args, **kwargs):  # Every batch from now on poisons every loss.
+            batch = sample(*args, **kwargs)
+            return batch._replace(rewards=np.full_like(batch.rewards, np.nan))
+
+        agent.replay.sample = poisoned_sample
+        with self.assertRaisesRegex(agent_lib.TrainingDiverged, "3 train steps in a row"):
+            agent.train(until=200)
+        self.assertEqual(int(agent.counters["train_steps"]), 2)  # The third one raised.
+        for before, after in zip(weights, agent.world_model.dynamics.variables):
+            np.testing.assert_array_equal(before, after)
+        self.assertEqual(agent.manager.latest_checkpoint, checkpoint)
+
     def test_exception_inside_a_step_writes_no_checkpoint(self):
         agent = agent_lib.Agent(_config(), self.create_tempdir().full_path)
         step = agent.env.step

@@ -29,10 +29,10 @@ def training_checkpoint(
             critic=ac.critic,
         ),
         optimizers=tf.train.Checkpoint(
-            observation=world_model.obs_optimizer,
-            dynamics=world_model.dyn_optimizer,
-            actor=ac.actor_optimizer,
-            critic=ac.critic_optimizer,
+            observation=world_model.obs_optimizer.adam,
+            dynamics=world_model.dyn_optimizer.adam,
+            actor=ac.actor_optimizer.adam,
+            critic=ac.critic_optimizer.adam,
         ),
         **state,
     )

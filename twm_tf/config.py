@@ -97,6 +97,9 @@ class Config:
     # Shared optimizer settings.
     adam_eps: float = _field(1e-5, "Adam epsilon of every optimizer.")
     weight_decay: float = _field(1e-6, "Decoupled weight decay of every optimizer.")
+    max_skipped_updates: int = _field(
+        10, "Consecutive train steps with a non-finite (skipped) update before the run stops."
+    )
 
     # Evaluation, logging, runtime.
     eval_every: int = _field(5_000, "Env steps between intermediate evaluations (0 = none).")
@@ -189,7 +192,7 @@ def validate(config: Config) -> None:
         "latent_classes decoder_hidden dyn_layers dyn_width dyn_heads dyn_ffn memory_steps "
         "wm_batch seq_len imag_starts horizon obs_lr dyn_lr actor_lr critic_lr adam_eps wm_clip "
         "ac_clip env_steps_per_train_step pretrain_obs_batch eval_episodes checkpoint_every "
-        "log_every"
+        "log_every max_skipped_updates"
     ).split()
     for name in positive:
         if getattr(config, name) <= 0:

@@ -21,10 +21,10 @@ steps in which the observation step sees the dynamics prediction made before the
 
 from typing import NamedTuple
 
-import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf import optimizer
 from twm_tf.models import dynamics
 from twm_tf.models import observation
 
@@ -65,15 +65,6 @@ def batch_signature(config: config_lib.Config, batch_size: int, length: int) -> 
     )
 
 
-def _adam(learning_rate: float, clip: float, config: config_lib.Config) -> keras.optimizers.Adam:
-    return keras.optimizers.Adam(
-        learning_rate=learning_rate,
-        epsilon=config.adam_eps,
-        weight_decay=config.weight_decay,
-        global_clipnorm=clip,
-    )
-
-
 class WorldModel(tf.Module):
     """The observation and dynamics models with their optimizers and joint update."""
 
@@ -83,8 +74,8 @@ class WorldModel(tf.Module):
         self.num_actions = num_actions
         self.observation = observation.ObservationModel(config)
         self.dynamics = dynamics.DynamicsModel(config, num_actions)
-        self.obs_optimizer = _adam(config.obs_lr, config.wm_clip, config)
-        self.dyn_optimizer = _adam(config.dyn_lr, config.wm_clip, config)
+        self.obs_optimizer = optimizer.Optimizer("obs", config.obs_lr, config.wm_clip, config)
+        self.dyn_optimizer = optimizer.Optimizer("dyn", config.dyn_lr, config.wm_clip, config)
 
     def build(self) -> None:
         """Creates every variable (models and optimizers) so checkpoints restore eagerly."""
@@ -167,35 +158,30 @@ class WorldModel(tf.Module):
         dyn_grads = tape.gradient(dyn_loss, dyn_vars)
         obs_grads = tape.gradient(obs_loss, obs_vars)
         del tape
-        self.dyn_optimizer.apply_gradients(zip(dyn_grads, dyn_vars))
-        self.obs_optimizer.apply_gradients(zip(obs_grads, obs_vars))
-        metrics["wm/dyn_grad_norm"] = tf.linalg.global_norm(dyn_grads)
-        metrics["wm/obs_grad_norm"] = tf.linalg.global_norm(obs_grads)
+        metrics.update(self.dyn_optimizer.apply(dyn_loss, dyn_grads, dyn_vars))
+        metrics.update(self.obs_optimizer.apply(obs_loss, obs_grads, obs_vars))
         return metrics, latents
 
     def observation_step(self, frames: tf.Tensor, seed: tf.Tensor) -> dict:
         """VAE-only update on single observations [B, S, 64, 64] (pretraining: no prior yet)."""
-        variables = self.observation.trainable_variables
-        with tf.GradientTape() as tape:
+
+        def loss_fn():
             logits = self.observation.encode(frames, training=True)
             z = observation.sample_latent(logits, seed)
             reconstruction = self.observation.decode(z, training=True)
-            loss, metrics = observation.observation_loss(
-                frames, reconstruction, logits, None, self.config
-            )
-        grads = tape.gradient(loss, variables)
-        self.obs_optimizer.apply_gradients(zip(grads, variables))
-        return metrics
+            return observation.observation_loss(frames, reconstruction, logits, None, self.config)
+
+        return self.obs_optimizer.minimize(loss_fn, self.observation.trainable_variables)
 
     def dynamics_step(self, batch: Batch, seed: tf.Tensor) -> dict:
         """Dynamics-only update on windows, the VAE fixed (pretraining; no decoder pass)."""
         logits = self.observation.encode(batch.frames)
         z = tf.stop_gradient(observation.sample_latent(logits, seed))
-        variables = self.dynamics.trainable_variables
-        with tf.GradientTape() as tape:
+
+        def loss_fn():
             loss, metrics, _ = self._dynamics_losses(
                 batch, tf.tanh(batch.rewards), logits, z, training=True
             )
-        grads = tape.gradient(loss, variables)
-        self.dyn_optimizer.apply_gradients(zip(grads, variables))
-        return metrics
+            return loss, metrics
+
+        return self.dyn_optimizer.minimize(loss_fn, self.dynamics.trainable_variables)

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf import optimizer
 from twm_tf.models import initializers
 
 
@@ -292,16 +293,6 @@ def sample_actions(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.argmax(tf.cast(logits, tf.float32) + gumbel, axis=-1, output_type=tf.int32)
 
 
-def _optimizer(config: config_lib.Config, learning_rate: float, name: str):
-    return keras.optimizers.Adam(
-        learning_rate=learning_rate,
-        epsilon=config.adam_eps,
-        weight_decay=config.weight_decay,
-        global_clipnorm=config.ac_clip,
-        name=name,
-    )
-
-
 class ActorCritic(tf.Module):
     """Actor, critic and their Adam optimizers; `update` is one critic step then one actor step.
 
@@ -318,8 +309,10 @@ class ActorCritic(tf.Module):
         self.num_actions = num_actions
         self.actor = Actor(config, num_actions)
         self.critic = Critic(config)
-        self.actor_optimizer = _optimizer(config, config.actor_lr, "actor_adam")
-        self.critic_optimizer = _optimizer(config, config.critic_lr, "critic_adam")
+        self.actor_optimizer = optimizer.Optimizer("actor", config.actor_lr, config.ac_clip, config)
+        self.critic_optimizer = optimizer.Optimizer(
+            "critic", config.critic_lr, config.ac_clip, config
+        )
         # Create every variable now, so a tf.function or checkpoint restore never has to.
         dummy = tf.zeros([1, config.latent_vars, config.latent_classes])
         self.actor(dummy)
@@ -360,23 +353,24 @@ class ActorCritic(tf.Module):
         else:
             weights = discount_weights(discounts, restarts)
 
-        with tf.GradientTape() as tape:
+        # The critic's forward pass before its update also gives the actor's advantages.
+        advantages = None
+
+        def critic_step():
+            nonlocal advantages
             values = self.critic(z)  # [M, H+1]
             advantages, returns = lambda_returns(rewards, values, discounts, dones, self.config.lam)
-            loss, critic_metrics = critic_loss(values[:, :-1], returns, weights)
-        variables = self.critic.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.critic_optimizer.apply_gradients(zip(grads, variables))
-        critic_metrics["critic/grad_norm"] = tf.linalg.global_norm(grads)
+            return critic_loss(values[:, :-1], returns, weights)
 
-        with tf.GradientTape() as tape:
+        critic_metrics = self.critic_optimizer.minimize(
+            critic_step, self.critic.trainable_variables
+        )
+
+        def actor_step():
             logits = self.actor(z[:, :-1])  # [M, H, A]
             if entropy_only:
-                loss, actor_metrics = entropy_actor_loss(logits, weights, self.config)
-            else:
-                loss, actor_metrics = actor_loss(logits, actions, advantages, weights, self.config)
-        variables = self.actor.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.actor_optimizer.apply_gradients(zip(grads, variables))
-        actor_metrics["actor/grad_norm"] = tf.linalg.global_norm(grads)
+                return entropy_actor_loss(logits, weights, self.config)
+            return actor_loss(logits, actions, advantages, weights, self.config)
+
+        actor_metrics = self.actor_optimizer.minimize(actor_step, self.actor.trainable_variables)
         return {**critic_metrics, **actor_metrics}

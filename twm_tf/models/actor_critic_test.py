@@ -301,8 +301,8 @@ class UpdateTest(testing.TestCase):
         actor_after, critic_after = expected_losses()
         self.assertLess(critic_after, critic_before)
         self.assertNotAllClose(actor_after, actor_before, atol=1e-4)
-        self.assertEqual(int(ac.actor_optimizer.iterations), 1)
-        self.assertEqual(int(ac.critic_optimizer.iterations), 1)
+        self.assertEqual(int(ac.actor_optimizer.adam.iterations), 1)
+        self.assertEqual(int(ac.critic_optimizer.adam.iterations), 1)
 
     def test_pretraining_update_raises_entropy(self):
         config = config_lib.debug(actor_lr=1e-2)
