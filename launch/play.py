@@ -52,7 +52,8 @@ class Game:
         self._env.reset(seed=seed)
         self.ale = self._env.unwrapped.ale
         self._actions = self.ale.getMinimalActionSet()
-        self._has_fire = self._env.unwrapped.get_action_meanings()[1] == "FIRE"
+        meanings = self._env.unwrapped.get_action_meanings()
+        self._has_fire = len(meanings) >= 3 and meanings[1] == "FIRE"
         self._skip, self._size = frame_skip, frame_size
         self._screens = np.zeros((2, *self.ale.getScreenDims()), np.uint8)
         self._stack = np.zeros((frame_stack, frame_size, frame_size), np.uint8)
@@ -63,8 +64,9 @@ class Game:
         self.ale.reset_game()
         self.ale.getScreenGrayscale(self._screens[0])
         self._screens[1] = self._screens[0]
-        if self._has_fire:
+        if self._has_fire:  # FIRE, then action 2 (baselines' FireResetEnv).
             self._act(_FIRE)
+            self._act(2)
         self._lives = self.ale.lives()
         self._stack[:] = self._frame()
         return self._stack.copy()

@@ -148,7 +148,7 @@ class AgentTest(testing.TestCase):
         agent = agent_lib.Agent(_config(max_skipped_updates=3), self.create_tempdir().full_path)
         agent.train(until=80)  # Prefill and pretraining, then a checkpoint.
         checkpoint = agent.manager.latest_checkpoint
-        weights = [v.numpy() for v in agent.world_model.dynamics.variables]
+        weights = [v.numpy() for v in agent.world_model.dynamics.trainable_variables]
         sample = agent.replay.sample
 
         def poisoned_sample(*args, **kwargs):  # Every batch from now on poisons every loss.
@@ -159,7 +159,7 @@ class AgentTest(testing.TestCase):
         with self.assertRaisesRegex(agent_lib.TrainingDiverged, "3 train steps in a row"):
             agent.train(until=200)
         self.assertEqual(int(agent.counters["train_steps"]), 2)  # The third one raised.
-        for before, after in zip(weights, agent.world_model.dynamics.variables):
+        for before, after in zip(weights, agent.world_model.dynamics.trainable_variables):
             np.testing.assert_array_equal(before, after)
         self.assertEqual(agent.manager.latest_checkpoint, checkpoint)
 
