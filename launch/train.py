@@ -13,6 +13,7 @@ from absl import flags
 import launch
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
+from twm_tf import run_lock
 
 _GAME = flags.DEFINE_string("game", None, "Atari 100k game, e.g. Pong (default: the preset's).")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Checkpoints, TensorBoard logs, eval.json.")
@@ -39,7 +40,7 @@ def main(argv):
     agent = agent_lib.Agent(config, _RUN_DIR.value)
     try:
         summary = agent.train()
-    except agent_lib.RunDirError as error:
+    except (agent_lib.RunDirError, run_lock.RunDirLocked) as error:
         raise app.UsageError(str(error)) from None
     except agent_lib.TrainingDiverged as error:
         sys.exit(f"training diverged: {error}")

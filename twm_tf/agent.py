@@ -37,6 +37,7 @@ from twm_tf import imagination
 from twm_tf import metrics as metrics_lib
 from twm_tf import progress as progress_lib
 from twm_tf import replay as replay_lib
+from twm_tf import run_lock
 from twm_tf import seeding
 from twm_tf import world_model as world_model_lib
 from twm_tf.envs import atari
@@ -302,7 +303,16 @@ class Agent:
         Returns:
           The final evaluation's summary (also in <run_dir>/eval.json) once the budget is
           spent; None when stopped earlier.
+
+        Raises:
+          run_lock.RunDirLocked: another live process is training in run_dir.
+          RunDirError: run_dir holds a run of another config or seed derivation.
+          TrainingDiverged: updates kept being non-finite.
         """
+        with run_lock.hold(self.run_dir):
+            return self._run(until)
+
+    def _run(self, until: int | None) -> dict | None:
         config = self.config
         target = config.env_steps if until is None else min(until, config.env_steps)
         self._check_run_dir()

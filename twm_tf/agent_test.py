@@ -14,6 +14,7 @@ from absl.testing import absltest
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
+from twm_tf import run_lock
 from twm_tf import seeding
 from twm_tf import testing
 
@@ -136,6 +137,13 @@ class AgentTest(testing.TestCase):
         _config(seq_len=3).save(run_dir)
         with self.assertRaisesRegex(ValueError, r"another config \(seq_len: 3 -> 4\)"):
             agent_lib.Agent(_config(), run_dir).train(until=0)
+
+    def test_a_run_dir_in_training_is_refused(self):
+        run_dir = self.create_tempdir().full_path
+        with run_lock.hold(run_dir):  # As another live trainer would hold it.
+            with self.assertRaisesRegex(run_lock.RunDirLocked, "being trained by another"):
+                agent_lib.Agent(_config(), run_dir).train(until=0)
+        self.assertFalse(os.path.exists(os.path.join(run_dir, "config.json")))
 
     def test_checkpoint_of_another_seed_derivation_is_refused(self):
         run_dir = self.create_tempdir().full_path
