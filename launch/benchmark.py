@@ -152,7 +152,7 @@ def bench_imagination(config, wm, ac, rng) -> dict:
             trajectory = imagination.rollout(
                 wm.dynamics, ac.actor, starts, restart_z, seeds[2], cfg
             )
-            return ac.update(*trajectory) if update else trajectory.rewards
+            return ac.update(**trajectory._asdict()) if update else trajectory.rewards
 
         return lambda: run(tf.constant([0, 1], tf.int64))
 

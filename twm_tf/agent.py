@@ -244,7 +244,7 @@ class Agent:
             trajectory = imagination.rollout(
                 wm.dynamics, ac.actor, starts, restart_z, seeds[3], config
             )
-            metrics.update(ac.update(*trajectory))
+            metrics.update(ac.update(**trajectory._asdict()))
             metrics["imagination/reward_mean"] = tf.reduce_mean(trajectory.rewards)
             metrics["imagination/discount_mean"] = tf.reduce_mean(trajectory.discounts)
             metrics["imagination/restarts"] = tf.reduce_mean(tf.cast(trajectory.dones, tf.float32))

@@ -34,12 +34,22 @@ class Trajectory(NamedTuple):
     restarts: tf.Tensor  # [M, H] bool, step t begins a fresh rollout
 
 
+class Starts(NamedTuple):
+    """M imagination starts: the real step t that seeds the memory and the real z_{t+1}."""
+
+    context_z: tf.Tensor  # [M, V, C]
+    context_action: tf.Tensor  # [M] int32
+    context_reward: tf.Tensor  # [M] tanh reward r_t
+    context_done: tf.Tensor  # [M] bool
+    start_z: tf.Tensor  # [M, V, C]
+
+
 def _batch_major(x: tf.Tensor) -> tf.Tensor:
     """[H, M, ...] -> [M, H, ...]."""
     return tf.transpose(x, [1, 0, *range(2, x.shape.rank)])
 
 
-def select_starts(latents, num_starts: int, seed: tf.Tensor):
+def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     """Draws M (context, start) pairs without replacement from the window batch.
 
     The pairs are the N * l trained transitions (t, t + 1), t = 1..l: the real step t seeds the
@@ -51,8 +61,7 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor):
       seed: [2] stateless seed.
 
     Returns:
-      (context_z [M, V, C], context_action [M], context_reward [M], context_done [M],
-       start_z [M, V, C]).
+      The M Starts.
     """
     n, length = latents.actions.shape[0], latents.actions.shape[1]
     per_row = length - 2
@@ -62,19 +71,19 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor):
     row, col = flat // per_row, flat % per_row + 1
     context = tf.stack([row, col], axis=-1)  # step t
     start = tf.stack([row, col + 1], axis=-1)  # step t + 1
-    return (
-        tf.gather_nd(latents.z, context),
-        tf.gather_nd(latents.actions, context),
-        tf.gather_nd(latents.rewards, context),
-        tf.gather_nd(latents.dones, context),
-        tf.gather_nd(latents.z, start),
+    return Starts(
+        context_z=tf.gather_nd(latents.z, context),
+        context_action=tf.gather_nd(latents.actions, context),
+        context_reward=tf.gather_nd(latents.rewards, context),
+        context_done=tf.gather_nd(latents.dones, context),
+        start_z=tf.gather_nd(latents.z, start),
     )
 
 
 def rollout(
     dynamics_model: dynamics.DynamicsModel,
     actor: actor_critic.Actor,
-    starts,
+    starts: Starts,
     restart_z: tf.Tensor,
     seed: tf.Tensor,
     config: config_lib.Config,
@@ -84,7 +93,7 @@ def rollout(
     Args:
       dynamics_model: the Transformer-XL.
       actor: the policy.
-      starts: the tuple of select_starts.
+      starts: from select_starts.
       restart_z: [P, V, C] encoder samples of random buffer observations; a restarting rollout
         takes a uniformly drawn row (a fresh draw at every restart).
         rollout m's state whenever it restarts.
@@ -94,12 +103,14 @@ def rollout(
     Returns:
       The Trajectory (no gradient).
     """
-    context_z, context_action, context_reward, context_done, start_z = starts
-    m = start_z.shape[0]
+    m = starts.start_z.shape[0]
     horizon = config.horizon
     seeds = tf.random.experimental.stateless_split(seed, num=3 * horizon)
     _, cache = dynamics_model.prefill(
-        context_z[:, None], context_action[:, None], context_reward[:, None], context_done[:, None]
+        starts.context_z[:, None],
+        starts.context_action[:, None],
+        starts.context_reward[:, None],
+        starts.context_done[:, None],
     )
 
     def body(t, cache, z, prev_reward, reset, product, arrays):
@@ -109,13 +120,13 @@ def rollout(
         discount = tf.sigmoid(out.discount_logit)
         product = product * discount
         done = product < config.restart_threshold
-        arrays = (
-            arrays[0].write(t, z),
-            arrays[1].write(t, action),
-            arrays[2].write(t, out.reward),
-            arrays[3].write(t, discount),
-            arrays[4].write(t, done),
-            arrays[5].write(t, reset),
+        arrays = Trajectory(
+            z=arrays.z.write(t, z),
+            actions=arrays.actions.write(t, action),
+            rewards=arrays.rewards.write(t, out.reward),
+            discounts=arrays.discounts.write(t, discount),
+            dones=arrays.dones.write(t, done),
+            restarts=arrays.restarts.write(t, reset),
         )
         pick = tf.random.stateless_uniform(
             [m], seeds[3 * t + 2], maxval=tf.shape(restart_z)[0], dtype=tf.int32
@@ -124,20 +135,26 @@ def rollout(
         product = tf.where(done, tf.ones_like(product), product)
         return t + 1, cache, next_z, out.reward, done, product, arrays
 
-    arrays = tuple(
-        tf.TensorArray(dtype, size=horizon)
-        for dtype in (tf.float32, tf.int32, tf.float32, tf.float32, tf.bool, tf.bool)
+    # One TensorArray per Trajectory field, written at step t (z_H is appended after the loop).
+    arrays = Trajectory(
+        *(
+            tf.TensorArray(dtype, size=horizon)
+            for dtype in (tf.float32, tf.int32, tf.float32, tf.float32, tf.bool, tf.bool)
+        )
     )
     _, _, last_z, _, _, _, arrays = tf.while_loop(
         lambda t, *_: t < horizon,
         body,
-        (tf.constant(0), cache, start_z, context_reward, context_done, tf.ones([m]), arrays),
+        (
+            tf.constant(0),
+            cache,
+            starts.start_z,
+            starts.context_reward,
+            starts.context_done,
+            tf.ones([m]),
+            arrays,
+        ),
     )
-    z, actions, rewards, discounts, dones, restarts = (
-        _batch_major(array.stack()) for array in arrays
-    )
-    z = tf.concat([z, last_z[:, None]], axis=1)
-    return tf.nest.map_structure(
-        tf.stop_gradient,
-        Trajectory(z, actions, rewards, discounts, dones, restarts),
-    )
+    trajectory = Trajectory(*(_batch_major(array.stack()) for array in arrays))
+    trajectory = trajectory._replace(z=tf.concat([trajectory.z, last_z[:, None]], axis=1))
+    return tf.nest.map_structure(tf.stop_gradient, trajectory)

@@ -106,7 +106,7 @@ class ImaginationTest(testing.TestCase):
         self.assertAllClose(trajectory.rewards, reward, atol=1e-5)
         self.assertAllClose(trajectory.discounts, discount, atol=1e-5)
         self.assertAllEqual(trajectory.dones, done)
-        restarts = np.concatenate([starts[3].numpy()[:, None], done[:, :-1]], axis=1)
+        restarts = np.concatenate([starts.context_done.numpy()[:, None], done[:, :-1]], axis=1)
         self.assertAllEqual(trajectory.restarts, restarts)
         # Every restarted state comes from the pool.
         restarted = trajectory.z.numpy()[:, 1:][done]
@@ -120,7 +120,7 @@ class ImaginationTest(testing.TestCase):
             latents = _latents(config, n=4, length=5, seed=i)
             seed = tf.constant([i, 0], tf.int64)
             starts = imagination.select_starts(latents, 6, seed)
-            rollout(self.model, self.actor, starts, starts[4], seed, config)
+            rollout(self.model, self.actor, starts, starts.start_z, seed, config)
         self.assertEqual(rollout.experimental_get_tracing_count(), 1)
 
 
@@ -156,9 +156,9 @@ class PolicyLearningTest(testing.TestCase):
             seeds = tf.random.experimental.stateless_split(seed, num=2)
             starts = imagination.select_starts(latents, config.imag_starts, seeds[0])
             trajectory = imagination.rollout(
-                world, agent.actor, starts, starts[4], seeds[1], config
+                world, agent.actor, starts, starts.start_z, seeds[1], config
             )
-            return agent.update(*trajectory)
+            return agent.update(**trajectory._asdict())
 
         for i in range(300):
             train(tf.constant([i, 1], tf.int64))
