@@ -65,7 +65,7 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def _window(config, rng) -> world_model_lib.Batch:
-    n, length, size = config.wm_batch, config.seq_len + 2, config.frame_size
+    n, length, size = config.wm_batch, world_model_lib.window_length(config), config.frame_size
     return world_model_lib.Batch(
         frames=tf.constant(
             rng.integers(0, 256, [n, length, config.frame_stack, size, size]), tf.uint8
@@ -107,7 +107,9 @@ def bench_world_model(config, wm, rng) -> dict:
     step = tf.function(wm.train_step, jit_compile=config.jit_compile)
     batch, seed = _window(config, rng), tf.constant([0, 1], tf.int64)
     seconds = _median_seconds(lambda: step(batch, seed), _REPEATS.value)
-    signature = world_model_lib.batch_signature(config, config.wm_batch, config.seq_len + 2)
+    signature = world_model_lib.batch_signature(
+        config, config.wm_batch, world_model_lib.window_length(config)
+    )
     update_flops = flops.count(
         tf.function(wm.train_step).get_concrete_function(signature, tf.TensorSpec([2], tf.int64))
     )
@@ -126,14 +128,22 @@ def bench_imagination(config, wm, ac, rng) -> dict:
     latents = world_model_lib.Latents(
         z=observation.latent_mode(
             tf.random.normal(
-                [config.wm_batch, config.seq_len + 2, config.latent_vars, config.latent_classes]
+                [
+                    config.wm_batch,
+                    world_model_lib.window_length(config),
+                    config.latent_vars,
+                    config.latent_classes,
+                ]
             )
         ),
         actions=tf.constant(
-            rng.integers(0, _NUM_ACTIONS.value, [config.wm_batch, config.seq_len + 2]), tf.int32
+            rng.integers(
+                0, _NUM_ACTIONS.value, [config.wm_batch, world_model_lib.window_length(config)]
+            ),
+            tf.int32,
         ),
-        rewards=tf.zeros([config.wm_batch, config.seq_len + 2]),
-        dones=tf.zeros([config.wm_batch, config.seq_len + 2], tf.bool),
+        rewards=tf.zeros([config.wm_batch, world_model_lib.window_length(config)]),
+        dones=tf.zeros([config.wm_batch, world_model_lib.window_length(config)], tf.bool),
     )
     restart_obs = tf.constant(
         rng.integers(0, 256, [config.imag_starts, config.frame_stack, size, size]), tf.uint8

@@ -33,6 +33,7 @@ import tqdm
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
+from twm_tf import files
 from twm_tf import imagination
 from twm_tf import metrics as metrics_lib
 from twm_tf import progress as progress_lib
@@ -231,7 +232,7 @@ class Agent:
         size, stack = config.frame_size, config.frame_stack
         seed_spec = tf.TensorSpec([2], tf.int64)
         window = world_model_lib.batch_signature(
-            config, config.wm_batch, world_model_lib.replay_steps(config) + 1
+            config, config.wm_batch, world_model_lib.window_length(config)
         )
         obs_spec = tf.TensorSpec([config.imag_starts, stack, size, size], tf.uint8)
 
@@ -600,9 +601,8 @@ class Agent:
             return
         with open(log_path, newline="") as f:
             rows = [row for row in csv.reader(f) if int(row[1]) <= int(self.counters["episodes"])]
-        with open(log_path + ".tmp", "w", newline="") as f:
+        with files.atomic_write(log_path, newline="") as f:
             csv.writer(f).writerows(rows)
-        os.replace(log_path + ".tmp", log_path)
 
     # ----------------------------------------------------------------- evaluation
 
@@ -633,9 +633,8 @@ class Agent:
             with open(path, newline="") as f:
                 rows = [row for row in csv.reader(f) if int(row[0]) < env_steps]
         rows.append([env_steps, result.mean, np.std(result.scores), normalized, len(result.scores)])
-        with open(path + ".tmp", "w", newline="") as f:
+        with files.atomic_write(path, newline="") as f:
             csv.writer(f).writerows(rows)
-        os.replace(path + ".tmp", path)
 
     def evaluate(self, episodes: int, seed_offset: int = 0) -> evaluation.Result:
         """Plays `episodes` evaluation games with the current policy (own env and seeds)."""

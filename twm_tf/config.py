@@ -16,6 +16,8 @@ from typing import Any
 
 from absl import flags
 
+from twm_tf import files
+
 
 # mixed_float16 is left out: it needs loss scaling, which the train steps do not do.
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -136,9 +138,8 @@ class Config:
         """Writes the resolved config to `directory`/config.json and returns the path."""
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "config.json")
-        with open(path + ".tmp", "w") as f:
+        with files.atomic_write(path) as f:
             f.write(self.to_json())
-        os.replace(path + ".tmp", path)
         return path
 
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import export
+from twm_tf import files
 from twm_tf import seeding
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
@@ -216,7 +217,6 @@ def write(
     if random_result is not None:
         summary["random_mean"] = random_result.mean
         summary["random_scores"] = random_result.scores
-    with open(path + ".tmp", "w") as f:
+    with files.atomic_write(path) as f:
         json.dump(summary, f, indent=2)
-    os.replace(path + ".tmp", path)
     return summary

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf import gumbel
 from twm_tf.models import actor_critic
 from twm_tf.models import dynamics
 from twm_tf.models import observation
@@ -66,8 +67,7 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     n, length = latents.actions.shape[0], latents.actions.shape[1]
     per_row = length - 2
     # Gumbel top-k of equal logits = uniform sampling without replacement.
-    noise = tf.random.stateless_uniform([n * per_row], seed, minval=1e-9, maxval=1.0)
-    _, flat = tf.math.top_k(-tf.math.log(-tf.math.log(noise)), k=num_starts)
+    _, flat = tf.math.top_k(gumbel.noise([n * per_row], seed), k=num_starts)
     row, col = flat // per_row, flat % per_row + 1
     context = tf.stack([row, col], axis=-1)  # step t
     start = tf.stack([row, col + 1], axis=-1)  # step t + 1

@@ -3,11 +3,12 @@
 import hashlib
 import json
 import math
-import os
 from typing import NamedTuple
 
 import numpy as np
 from absl import logging
+
+from twm_tf import files
 
 # Magic bytes of a save file; bump the version when the layout changes.
 _MAGIC = b"TWM-TF REPLAY 1\n"
@@ -429,16 +430,12 @@ class ReplayBuffer:
             arrays.append(array.reshape(-1).view(np.uint8))  # Raw bytes, no copy.
         header_bytes = json.dumps(header, sort_keys=True).encode()
         digest = hashlib.sha256()
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
+        # A crash before the rename leaves the previous save at `path` intact.
+        with files.atomic_write(path, "wb") as f:
             for chunk in (_MAGIC, len(header_bytes).to_bytes(8, "little"), header_bytes, *arrays):
                 f.write(chunk)
                 digest.update(chunk)
             f.write(digest.digest())
-            f.flush()
-            os.fsync(f.fileno())
-        # The rename is atomic: a crash before it leaves the previous save at `path` intact.
-        os.replace(tmp, path)
 
     def load(self, path: str) -> None:
         """Replaces this buffer's contents by the save at `path` (same frame size and stack).

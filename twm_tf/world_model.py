@@ -34,6 +34,11 @@ def replay_steps(config: config_lib.Config) -> int:
     return config.seq_len + 1
 
 
+def window_length(config: config_lib.Config) -> int:
+    """Steps of a world-model window, L = l + 2: the context step, l trained, the last target."""
+    return replay_steps(config) + 1
+
+
 class Batch(NamedTuple):
     """Replayed windows [N, L] (L = seq_len + 2, element 0 the context step)."""
 

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import evaluation
+from twm_tf import files
 from twm_tf import testdata
 from twm_tf import world_model as world_model_lib
 from twm_tf.analysis import restore
@@ -313,9 +314,8 @@ def write(summary: dict, out_dir: str) -> tuple[str, str]:
     """Writes world_model_eval.json and world_model_eval.png to out_dir; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     json_path = os.path.join(out_dir, "world_model_eval.json")
-    with open(json_path + ".tmp", "w") as f:
+    with files.atomic_write(json_path) as f:
         json.dump(summary, f, indent=2)
-    os.replace(json_path + ".tmp", json_path)
     png_path = os.path.join(out_dir, "world_model_eval.png")
     plot(summary, png_path)
     return json_path, png_path

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf import gumbel
 from twm_tf import optimizer
 from twm_tf.models import initializers
 
@@ -288,9 +289,8 @@ def sample_actions(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     Gumbel-max rather than tf.random.stateless_categorical, which has no XLA kernel for int64
     seeds: the whole train step stays compilable with config.jit_compile.
     """
-    uniform = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1e-20, maxval=1.0)
-    gumbel = -tf.math.log(-tf.math.log(uniform))
-    return tf.argmax(tf.cast(logits, tf.float32) + gumbel, axis=-1, output_type=tf.int32)
+    noisy = tf.cast(logits, tf.float32) + gumbel.noise(tf.shape(logits), seed)
+    return tf.argmax(noisy, axis=-1, output_type=tf.int32)
 
 
 class ActorCritic(tf.Module):

@@ -7,6 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from twm_tf import config as config_lib
+from twm_tf import gumbel
 from twm_tf.models import initializers
 
 tfd = tfp.distributions
@@ -251,15 +252,8 @@ def sample_latent(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         [..., V, C] float32 one-hot sample.
     """
     logits = tf.cast(logits, tf.float32)
-    # Gumbel-max: argmax(logits + Gumbel noise) is a categorical sample, for any leading dims and
-    # under XLA. minval keeps log(u) finite. Philox is pinned so the stream does not depend on
-    # automatic selection; XLA's Philox still orders its stream differently from the TF kernel's,
-    # so a seed gives the same sample eagerly and in tf.function but not under jit_compile.
-    uniform = tf.random.stateless_uniform(
-        tf.shape(logits), seed, minval=1e-20, maxval=1.0, alg="philox"
-    )
-    gumbel = -tf.math.log(-tf.math.log(uniform))
-    sample = tf.one_hot(tf.argmax(logits + gumbel, axis=-1), logits.shape[-1], dtype=tf.float32)
+    noisy = logits + gumbel.noise(tf.shape(logits), seed)
+    sample = tf.one_hot(tf.argmax(noisy, axis=-1), logits.shape[-1], dtype=tf.float32)
     probs = tf.nn.softmax(logits)
     # probs - probs is exactly 0 forward, so the sample stays exactly one-hot.
     return sample + (probs - tf.stop_gradient(probs))
