@@ -10,6 +10,7 @@ from absl import flags
 
 import launch
 from twm_tf import report
+from twm_tf import report_output
 
 _RUNS = flags.DEFINE_string("runs", None, "Glob of launch.train run directories to report.")
 _PUBLISHED = flags.DEFINE_string(
@@ -51,7 +52,7 @@ def main(argv):
         )
     except ValueError as error:  # One line naming the flag, not absl's usage text.
         raise SystemExit(f"launch.report: {error}") from None
-    for path in report.write(data, _OUT.value):
+    for path in report_output.write(data, _OUT.value):
         print(path)
 
 

@@ -11,6 +11,7 @@ from scipy import stats
 from twm_tf import config as config_lib
 from twm_tf import evaluation
 from twm_tf import report
+from twm_tf import report_output
 from twm_tf import testing
 
 _FAST = dict(resamples=1_000, seed=0)
@@ -140,7 +141,7 @@ class RunsTest(testing.TestCase):
         self.assertEqual(result["variant"]["probability_of_improvement"]["value"], 0.0)
 
         out = os.path.join(root, "report")
-        paths = report.write(result, out)
+        paths = report_output.write(result, out)
         for name in ("report.md", "report.json", "curves.png", "profile.png", "variant.png"):
             self.assertIn(os.path.join(out, name), paths)
         for name in ("curves.png", "profile.png", "variant.png"):
