@@ -400,6 +400,12 @@ def from_flags(flag_values: flags.FlagValues = flags.FLAGS, **overrides) -> Conf
     changes = dict(overrides)
     for f in dataclasses.fields(Config):
         value = flag_values[_FIELD_FLAGS + f.name].value
-        if value is not None:
-            changes[f.name] = value
+        if value is None:
+            continue
+        if f.name in overrides and overrides[f.name] != value:
+            raise ValueError(
+                f"--{f.name}={overrides[f.name]!r} and --{_FIELD_FLAGS}{f.name}={value!r} "
+                "disagree; give one of them"
+            )
+        changes[f.name] = value
     return preset(flag_values.preset, **changes)

@@ -75,6 +75,14 @@ class ConfigTest(parameterized.TestCase):
         with self.assertRaisesRegex(flags.IllegalFlagValueError, "config.encoder_channels"):
             _parse("--config.encoder_channels=4,x")
 
+    def test_launcher_flag_and_config_flag_cannot_disagree(self):
+        flag_values = flags.FlagValues()
+        config_lib.define_flags(flag_values)
+        flag_values(["prog", "--preset=debug", "--config.game=Boxing"])
+        self.assertEqual(config_lib.from_flags(flag_values, game="Boxing").game, "Boxing")
+        with self.assertRaisesRegex(ValueError, "--game='Pong' and --config.game='Boxing'"):
+            config_lib.from_flags(flag_values, game="Pong")
+
     def test_unknown_preset(self):
         with self.assertRaisesRegex(ValueError, "--preset must be one of"):
             config_lib.preset("huge")
