@@ -32,3 +32,9 @@ def quiet_library_logs() -> None:
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
         tf.get_logger().setLevel("WARNING")
+
+
+def fail(error: object) -> None:
+    """Exits with status 1 and one line on stderr, `<binary>: <error>` (no help dump)."""
+    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    raise SystemExit(f"{name}: {error}")

@@ -16,7 +16,9 @@ import launch
 from twm_tf import evaluation
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
-_EPISODES = flags.DEFINE_integer("episodes", None, "Games (default: the run's eval_episodes).")
+_EPISODES = flags.DEFINE_integer(
+    "episodes", None, "Games (default: the run's eval_episodes).", lower_bound=1
+)
 _SEED = flags.DEFINE_integer("seed", None, "Evaluation seed (default: as the run's final one).")
 flags.mark_flag_as_required("run_dir")
 
@@ -27,7 +29,7 @@ def main(argv):
     try:
         summary = evaluation.evaluate_run(_RUN_DIR.value, _EPISODES.value, _SEED.value)
     except FileNotFoundError as error:
-        raise app.UsageError(str(error)) from None
+        launch.fail(error)
     print(
         json.dumps(
             {k: v for k, v in summary.items() if k not in ("scores", "lengths", "random_scores")}

@@ -27,7 +27,7 @@ def main(argv):
     try:
         path = export.export_from_run(_RUN_DIR.value, _OUTPUT.value, _JIT_COMPILE.value)
     except FileNotFoundError as error:
-        raise app.UsageError(str(error)) from None
+        launch.fail(error)
     print(f"policy exported to {path}")
 
 

@@ -32,7 +32,7 @@ def main(argv):
     try:
         run = restore.load_run(_RUN_DIR.value)
     except FileNotFoundError as error:
-        raise app.UsageError(str(error)) from None
+        launch.fail(error)
     trajectory = dream.dream_from_run(
         run, _STEPS.value or run.config.horizon, _WARMUP.value, _SEED.value, _LATENT.value
     )

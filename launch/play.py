@@ -10,6 +10,7 @@ resize, a stack of the latest frames, FIRE at reset and after a life loss, an ep
 """
 
 import json
+import os
 import time
 
 import ale_py
@@ -22,7 +23,7 @@ from absl import app
 from absl import flags
 
 _POLICY = flags.DEFINE_string("policy", None, "SavedModel directory from export_policy.")
-_EPISODES = flags.DEFINE_integer("episodes", 1, "Games to play.")
+_EPISODES = flags.DEFINE_integer("episodes", 1, "Games to play.", lower_bound=1)
 _GREEDY = flags.DEFINE_bool("greedy", False, "Take the most likely action instead of sampling.")
 _VIDEO = flags.DEFINE_string("video", None, "Write the first game to this .mp4 or .gif file.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds the sampling and game i's emulator (seed + i).")
@@ -107,6 +108,11 @@ def main(argv):
     del argv
     if _THREADS.value:
         tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+    if not os.path.exists(os.path.join(_POLICY.value, "saved_model.pb")):
+        raise SystemExit(
+            f"play: --policy={_POLICY.value} is not an exported policy (no saved_model.pb); "
+            "export one with launch/export_policy.py"
+        )
     policy = tf.saved_model.load(_POLICY.value)
     info = json.loads(policy.metadata_json().numpy())
     step_fn = policy.signatures["greedy" if _GREEDY.value else "serving_default"]

@@ -24,7 +24,7 @@ def main(argv):
     try:
         data = curves.load(_RUN_DIR.value)
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        launch.fail(error)
     with open(os.path.join(_RUN_DIR.value, "config.json")) as f:
         config = json.load(f)
     out = _OUT.value or os.path.join(_RUN_DIR.value, "curves.png")

@@ -51,7 +51,7 @@ def main(argv):
             expected_runs=_EXPECTED_RUNS.value,
         )
     except ValueError as error:  # One line naming the flag, not absl's usage text.
-        raise SystemExit(f"launch.report: {error}") from None
+        launch.fail(error)
     for path in report_output.write(data, _OUT.value):
         print(path)
 

@@ -5,7 +5,6 @@ python -m launch.train --preset=debug --run_dir=/tmp/twm_debug --config.env_step
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
@@ -36,14 +35,14 @@ def main(argv):
     try:
         config = config_lib.from_flags(**overrides)
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        launch.fail(error)
     agent = agent_lib.Agent(config, _RUN_DIR.value)
     try:
         summary = agent.train()
     except (agent_lib.RunDirError, run_lock.RunDirLocked) as error:
-        raise app.UsageError(str(error)) from None
+        launch.fail(error)
     except agent_lib.TrainingDiverged as error:
-        sys.exit(f"training diverged: {error}")
+        launch.fail(f"training diverged: {error}")
     if summary is None:  # Stopped by Ctrl-C / SIGTERM at a step boundary, checkpoint written.
         print(f"stopped; run the same command to resume from {agent.manager.latest_checkpoint}")
         return

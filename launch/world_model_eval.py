@@ -35,7 +35,7 @@ def main(argv):
     try:
         run = restore.load_run(_RUN_DIR.value)
     except FileNotFoundError as error:
-        raise app.UsageError(str(error)) from None
+        launch.fail(error)
     if _RECORDED.value:
         source = f"recorded:{_RECORDED.value}"
         data = world_model_quality.from_recording(

@@ -1,7 +1,10 @@
 """The checkpoint layout of a training run (twm_tf.agent writes it, twm_tf.export reads it)."""
 
+import os
+
 import tensorflow as tf
 
+from twm_tf import config as config_lib
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 
@@ -36,3 +39,22 @@ def training_checkpoint(
         ),
         **state,
     )
+
+
+def locate(run_dir: str) -> tuple[config_lib.Config, str]:
+    """The config of a run directory and its newest checkpoint prefix (checkpoints/ckpt-N).
+
+    Raises:
+        FileNotFoundError: one line naming run_dir, if it has no config.json or no checkpoint.
+    """
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"no config.json in {run_dir}: not a launch.train run directory")
+    config = config_lib.load(config_path)
+    checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {run_dir}/checkpoints; let the run reach config.checkpoint_every="
+            f"{config.checkpoint_every} env steps or stop it with Ctrl-C (which saves)"
+        )
+    return config, checkpoint

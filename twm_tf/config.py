@@ -17,6 +17,7 @@ from typing import Any
 from absl import flags
 
 from twm_tf import files
+from twm_tf import games
 
 
 # mixed_float16 is left out: it needs loss scaling, which the train steps do not do.
@@ -214,6 +215,8 @@ def validate(config: Config) -> None:
             _fail(name, "in [0, 1]", getattr(config, name))
     if config.dyn_dropout >= 1.0:
         _fail("dyn_dropout", "< 1", config.dyn_dropout)
+    if config.game not in games.GAMES:
+        _fail("game", f"one of the 26 Atari 100k games ({', '.join(games.GAMES)})", config.game)
     if config.precision not in PRECISIONS:
         _fail("precision", f"one of {PRECISIONS}", config.precision)
     if not config.replay_tau > 0:

@@ -5,7 +5,6 @@ sampled from the policy on the mode of z (SPEC "Environment"), EVAL_BATCH games 
 batched policy call per step. Scores are raw game scores.
 """
 
-import csv
 import json
 import os
 from collections.abc import Callable
@@ -17,19 +16,16 @@ import tensorflow as tf
 from twm_tf import config as config_lib
 from twm_tf import export
 from twm_tf import files
+from twm_tf import games
 from twm_tf import seeding
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
 
-_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atari100k.csv")
-
 
 def reference_scores() -> dict[str, dict[str, float]]:
     """Per-game random, human and published scores from the shipped atari100k.csv."""
-    with open(_TABLE) as f:
-        rows = csv.DictReader(line for line in f if not line.startswith("#"))
-        return {row.pop("game"): {k: float(v) for k, v in row.items()} for row in rows}
+    return games.reference_scores()
 
 
 def human_normalized(game: str, score: float) -> float:

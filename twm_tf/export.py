@@ -233,17 +233,7 @@ def load_policy(run_dir: str, as_trained: bool = False) -> RunPolicy:
         FileNotFoundError: if run_dir has no config.json or no checkpoint.
         ValueError: if the checkpoint lacks encoder or actor weights.
     """
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a training run dir")
-    config = config_lib.load(config_path)
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    checkpoint = tf.train.latest_checkpoint(checkpoint_dir)
-    if checkpoint is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {checkpoint_dir}; train longer than config.checkpoint_every="
-            f"{config.checkpoint_every} env steps or let launch/train.py finish"
-        )
+    config, checkpoint = checkpoint_lib.locate(run_dir)
     env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = env.action_meanings
     env.close()

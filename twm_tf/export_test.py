@@ -169,7 +169,9 @@ class ExportTest(testing.TestCase):
         self.config.save(run_dir)
         with self.assertRaisesRegex(FileNotFoundError, "no checkpoint in .*checkpoints"):
             export.export_from_run(run_dir)
-        with self.assertRaisesRegex(FileNotFoundError, "config.json not found"):
+        with self.assertRaisesRegex(
+            FileNotFoundError, "no config.json in .*: not a launch.train run directory"
+        ):
             export.export_from_run(self.create_tempdir().full_path)
 
     def test_checkpoint_without_the_actor_is_a_clear_error(self):

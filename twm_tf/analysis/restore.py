@@ -24,21 +24,6 @@ class RunModels(NamedTuple):
     checkpoint: str
 
 
-def latest_checkpoint(run_dir: str) -> str:
-    """The newest checkpoint prefix of `run_dir` (`<run_dir>/checkpoints/ckpt-N`).
-
-    Raises:
-      FileNotFoundError: if the run has no checkpoint yet.
-    """
-    checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    if checkpoint is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {run_dir}/checkpoints; let the run reach config.checkpoint_every "
-            "env steps or stop it with Ctrl-C (which saves)"
-        )
-    return checkpoint
-
-
 def load_run(run_dir: str) -> RunModels:
     """Restores the observation model, dynamics model and actor of a run, in float32.
 
@@ -49,11 +34,7 @@ def load_run(run_dir: str) -> RunModels:
       FileNotFoundError: if run_dir has no config.json or no checkpoint.
       AssertionError: if the checkpoint lacks a variable of these models.
     """
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a training run dir")
-    config = config_lib.load(config_path)
-    checkpoint = latest_checkpoint(run_dir)
+    config, checkpoint = checkpoint_lib.locate(run_dir)
     env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = tuple(env.action_meanings)
     env.close()

@@ -29,11 +29,9 @@ Rewards stay raw game scores (the agent squashes them with tanh for learning). `
 `set_state` snapshot an env so that a resumed training run steps exactly as an uninterrupted one.
 """
 
-import csv
 import dataclasses
 import io
 import json
-import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -43,20 +41,13 @@ import gymnasium as gym
 import numpy as np
 
 from twm_tf import config as config_lib
+from twm_tf import games
 
 _NOOP, _FIRE = 0, 1
 _STATE_FORMAT_VERSION = 1  # Of `EnvState.to_bytes`; bump on any change to its layout.
 
 
-def _read_games() -> tuple[str, ...]:
-    table = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "atari100k.csv"
-    )
-    with open(table) as f:
-        return tuple(row["game"] for row in csv.DictReader(line for line in f if line[0] != "#"))
-
-
-GAMES = _read_games()  # The 26 Atari 100k games, as named in atari100k.csv and ALE/<game>-v5.
+GAMES = games.GAMES  # The 26 Atari 100k games, as named in atari100k.csv and ALE/<game>-v5.
 
 
 class Step(NamedTuple):
