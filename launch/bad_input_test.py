@@ -43,7 +43,7 @@ ROWS = [
     ("train", "--run_dir={locked} --preset=debug", r"being trained by another process \(pid"),
     ("evaluate", "--run_dir={empty}", r"no config.json in .*: not a launch.train run directory"),
     ("evaluate", "--run_dir={config_only}", r"no checkpoint in .*checkpoints"),
-    ("evaluate", "--run_dir={run} --episodes=0", r"--episodes must be >= 1, got 0"),
+    ("evaluate", "--run_dir={run} --episodes=0", r"flag --episodes=0: 0 is not a positive integer"),
     (
         "export_policy",
         "--run_dir={empty}",
@@ -51,17 +51,20 @@ ROWS = [
     ),
     ("export_policy", "--run_dir={config_only}", r"no checkpoint in .*checkpoints"),
     ("play", "--policy={run}", r"not an exported policy \(no saved_model.pb\)"),
-    ("play", "--policy={empty} --episodes=0", r"--episodes must be >= 1, got 0"),
+    ("play", "--policy={empty} --episodes=0", r"flag --episodes=0: 0 is not a positive integer"),
     ("report", "--runs={empty}/* --out={new}", r"--runs=.* matches no run directory"),
     ("report", "--published=NoSuchAgent --out={new}", r"unknown published agent 'NoSuchAgent'"),
-    ("report", "--out={new}", r"give --runs or --published"),
+    ("report", "--out={new}", r"Exactly one of \(runs, published\) must have a value"),
     ("plot_run", "--run_dir={empty}", r"not a run directory \(no config.json\)"),
     ("world_model_eval", "--run_dir={empty}", r"no config.json in .*: not a launch.train run"),
     ("imagine", "--run_dir={config_only} --out={new}", r"no checkpoint in .*checkpoints"),
 ]
 
-# TensorFlow's C++ start-up lines, which Python cannot turn off (README "Training").
-_STARTUP = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
+# TensorFlow's C++ start-up lines, which Python cannot turn off (README "Training"), and the
+# emulator's banner, printed by ale-py when it loads.
+_STARTUP = re.compile(
+    r"^(WARNING: All log messages before absl|[IWE]\d{4} |A\.L\.E: Arcade|\[Powered by Stella\])"
+)
 
 
 def _snapshot(root: str) -> dict[str, tuple[int, int]]:
