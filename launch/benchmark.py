@@ -222,6 +222,7 @@ def bench_train_step(config) -> dict:
     config = config.replace(env_steps=max(config.env_steps, config.prefill_steps + 2_000))
     with tempfile.TemporaryDirectory() as run_dir:
         agent = agent_lib.Agent(config, run_dir)
+        agent.writer = tf.summary.create_noop_writer()  # Episode summaries go nowhere.
         rng = np.random.default_rng(0)
         start = time.perf_counter()
         for _ in range(config.prefill_steps):

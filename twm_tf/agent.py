@@ -221,7 +221,7 @@ class Agent:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=2
         )
-        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+        self.writer = None  # Created by train() once run_dir is known to be this run's.
         self._compile()
 
     # ----------------------------------------------------------------- compiled steps
@@ -310,13 +310,15 @@ class Agent:
           RunDirError: run_dir holds a run of another config or seed derivation.
           TrainingDiverged: updates kept being non-finite.
         """
+        self._check_run_dir()  # Before the lock: a refused directory gets no lock file either.
         with run_lock.hold(self.run_dir):
+            self._check_run_dir()
+            self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
             return self._run(until)
 
     def _run(self, until: int | None) -> dict | None:
         config = self.config
         target = config.env_steps if until is None else min(until, config.env_steps)
-        self._check_run_dir()
         config.save(self.run_dir)
         self._restore()
         steps = self.counters["env_steps"]
