@@ -205,6 +205,7 @@ class Agent:
         self._log_mark = (time.monotonic(), 0)
         self._last_save = time.monotonic()
         self._postfix = {}
+        self._postfix_time = 0.0
         self._skipped_in_a_row = 0
         self._activity = "step"
         self.counters = {
@@ -348,29 +349,32 @@ class Agent:
 
     # ----------------------------------------------------------------- progress
 
+    def _pretrain_parts(self) -> list[tuple[str, int, Callable[[], dict]]]:
+        """Pretraining's parts in order: (progress phase, updates, one update)."""
+        sched = self.schedule
+        return [
+            ("pretrain VAE", sched.pretrain_obs, self._pretrain_vae),
+            ("pretrain dynamics", sched.pretrain_dyn, self._pretrain_dynamics),
+            ("pretrain actor-critic", sched.pretrain_ac, self._pretrain_actor_critic),
+        ]
+
     def _phases(self) -> list[tuple[str, int]]:
-        config, sched = self.config, self.schedule
+        config = self.config
         return [
             ("prefill", config.prefill_steps),
-            ("pretrain VAE", sched.pretrain_obs),
-            ("pretrain dynamics", sched.pretrain_dyn),
-            ("pretrain actor-critic", sched.pretrain_ac),
+            *((phase, count) for phase, count, _ in self._pretrain_parts()),
             ("train", config.env_steps - config.prefill_steps),
             ("final evaluation", config.eval_episodes),
         ]
 
     def _phases_done(self) -> dict[str, int]:
         """Units of each phase that the restored counters say are done."""
-        config, sched = self.config, self.schedule
+        config = self.config
         steps, updates = int(self.counters["env_steps"]), int(self.counters["pretrain_updates"])
         done = {"prefill": min(steps, config.prefill_steps)}
         offset = 0
-        for name, count in (
-            ("pretrain VAE", sched.pretrain_obs),
-            ("pretrain dynamics", sched.pretrain_dyn),
-            ("pretrain actor-critic", sched.pretrain_ac),
-        ):
-            done[name] = min(max(updates - offset, 0), count)
+        for phase, count, _ in self._pretrain_parts():
+            done[phase] = min(max(updates - offset, 0), count)
             offset += count
         done["train"] = max(steps - config.prefill_steps, 0)
         return done
@@ -391,7 +395,7 @@ class Agent:
         """One unit of `phase` done: counts, and about once a second the bar's postfix."""
         self.progress.advance(phase)
         now = time.monotonic()
-        if postfix or now - getattr(self, "_postfix_time", 0.0) > 1.0:
+        if postfix or now - self._postfix_time > 1.0:
             self._postfix_time = now
             self._postfix.update(postfix)
             bar.set_postfix(run=self.progress.summary(), **self._postfix, refresh=False)
@@ -516,21 +520,15 @@ class Agent:
 
     def _pretrain_phase(self) -> None:
         """Pretraining on the prefill data; resumable at update granularity."""
-        sched = self.schedule
-        phases = (
-            (sched.pretrain_obs, "VAE", self._pretrain_vae),
-            (sched.pretrain_dyn, "dynamics", self._pretrain_dynamics),
-            (sched.pretrain_ac, "actor-critic", self._pretrain_actor_critic),
-        )
         done = self.counters["pretrain_updates"]
         offset = 0
-        for count, name, update in phases:
-            self._activity = f"{name} pretraining update"
-            with self._bar(f"pretrain {name}", "update") as bar:
+        for phase, count, update in self._pretrain_parts():
+            self._activity = f"{phase} update"
+            with self._bar(phase, "update") as bar:
                 while int(done) < offset + count and not self._stop.requested:
                     self._means.add(self._guard(update()))
                     done.assign_add(1)
-                    self._tick(bar, f"pretrain {name}")
+                    self._tick(bar, phase)
                     if int(done) % 100 == 0 or int(done) == offset + count:
                         self._write_summaries(self._means.flush(), int(done), prefix="pretrain/")
                     # Pretraining takes hours at paper scale: checkpoint it every few minutes.

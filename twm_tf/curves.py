@@ -49,13 +49,13 @@ def load(run_dir: str) -> Curves:
             final = json.load(f)
         evals.append((env_steps, final["mean"], final["std"]))
         random_mean = final.get("random_mean")
-    steps, means, stds = (np.array(c, dtype=float) for c in zip(*evals)) if evals else ([],) * 3
+    steps, means, stds = np.array(evals, dtype=float).reshape(-1, 3).T
     return Curves(
         episode_steps=np.array([int(r[0]) for r in episodes]),
         episode_returns=np.array([float(r[2]) for r in episodes]),
-        eval_steps=np.asarray(steps, dtype=float),
-        eval_means=np.asarray(means, dtype=float),
-        eval_stds=np.asarray(stds, dtype=float),
+        eval_steps=steps,
+        eval_means=means,
+        eval_stds=stds,
         random_mean=random_mean,
     )
 

@@ -139,25 +139,8 @@ def evaluate_final(
     return write(result, config, path, random_result=baseline)
 
 
-def policy_function(
-    obs_model: observation.ObservationModel, actor: actor_critic.Actor
-) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """The acting policy: actions sampled from the actor on the mode of z (no transformer)."""
-    config = obs_model.config
-    frames_spec = tf.TensorSpec(
-        [None, config.frame_stack, config.frame_size, config.frame_size], tf.uint8
-    )
-
-    @tf.function(input_signature=[frames_spec, tf.TensorSpec([2], tf.int64)])
-    def act(frames, seed):
-        z = observation.latent_mode(obs_model.encode(frames))
-        return actor_critic.sample_actions(actor(z), seed)
-
-    return act
-
-
 def policy_logits(obs_model: observation.ObservationModel, actor: actor_critic.Actor) -> Logits:
-    """The evaluation policy's logits: the actor on the mode of z (no transformer)."""
+    """The policy's logits: the actor on the mode of z (no transformer)."""
     config = obs_model.config
     frames_spec = tf.TensorSpec(
         [None, config.frame_stack, config.frame_size, config.frame_size], tf.uint8
@@ -168,6 +151,19 @@ def policy_logits(obs_model: observation.ObservationModel, actor: actor_critic.A
         return tf.cast(actor(observation.latent_mode(obs_model.encode(frames))), tf.float32)
 
     return logits
+
+
+def policy_function(
+    obs_model: observation.ObservationModel, actor: actor_critic.Actor
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """The acting policy: actions sampled from `policy_logits` with a [2] stateless seed."""
+    logits = policy_logits(obs_model, actor)
+
+    @tf.function(input_signature=[*logits.input_signature, tf.TensorSpec([2], tf.int64)])
+    def act(frames, seed):
+        return actor_critic.sample_actions(logits(frames), seed)
+
+    return act
 
 
 def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = None) -> dict:

@@ -53,7 +53,8 @@ class Progress:
         """Records `units` more units of `phase` done (the first call starts its clock)."""
         if phase not in self.totals:
             raise ValueError(f"unknown phase {phase!r}; phases: {self._order}")
-        self._start.setdefault(phase, (self._clock(), self.done[phase]))
+        if phase not in self._start:
+            self._start[phase] = (self._clock(), self.done[phase])
         self.done[phase] = min(self.totals[phase], self.done[phase] + units)
 
     def begin(self, phase: str) -> None:
