@@ -38,3 +38,14 @@ def fail(error: object) -> None:
     """Exits with status 1 and one line on stderr, `<binary>: <error>` (no help dump)."""
     name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     raise SystemExit(f"{name}: {error}")
+
+
+def load_run_or_fail(run_dir: str):
+    """The run's world model and policy (twm_tf.analysis.restore.load_run), or a one-line exit."""
+    from twm_tf import checkpoint
+    from twm_tf.analysis import restore
+
+    try:
+        return restore.load_run(run_dir)
+    except (FileNotFoundError, checkpoint.CheckpointMismatch) as error:
+        fail(error)

@@ -42,6 +42,7 @@ from twm_tf import evaluation
 from twm_tf import export
 from twm_tf import flops
 from twm_tf import imagination
+from twm_tf import precision
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
@@ -184,7 +185,7 @@ def bench_imagination(config, wm, ac, rng) -> dict:
 def bench_policy(config) -> dict:
     """Encoder + actor at batch 1 (random float32 weights), in process and from a SavedModel."""
     size = config.frame_size
-    with export.precision_policy("float32"):
+    with precision.policy("float32"):
         obs_model = observation.ObservationModel(config)
         actor = actor_critic.Actor(config, _NUM_ACTIONS.value)
     frames = tf.constant(
@@ -228,20 +229,20 @@ def bench_train_step(config) -> dict:
         for _ in range(config.prefill_steps):
             agent._env_step(int(rng.integers(agent.num_actions)))  # noqa: SLF001
         random_rate = config.prefill_steps / (time.perf_counter() - start)
-        seconds = _median_seconds(agent._train, _REPEATS.value)  # noqa: SLF001
-        traces = agent._train_step.experimental_get_tracing_count()  # noqa: SLF001
+        learner = agent.learner
+        seconds = _median_seconds(lambda: learner.train(agent.replay), _REPEATS.value)
+        traces = learner.tracing_count()
 
         def act():
-            action = agent._policy(agent.obs[None], agent._seed())[0]  # noqa: SLF001
-            agent._env_step(int(action))  # noqa: SLF001
+            agent._env_step(learner.act(agent.obs))  # noqa: SLF001
 
         act()
         start, steps = time.perf_counter(), 1_000
         for _ in range(steps):
             act()
         policy_rate = steps / (time.perf_counter() - start)
-        agent._train()  # noqa: SLF001 (after acting: new replay contents, same shapes)
-        retraces = agent._train_step.experimental_get_tracing_count() - traces  # noqa: SLF001
+        learner.train(agent.replay)  # After acting: new replay contents, same shapes.
+        retraces = learner.tracing_count() - traces
         return {
             "train_step_s": seconds,
             "env_steps_per_s_random": random_rate,
@@ -253,7 +254,7 @@ def bench_train_step(config) -> dict:
 def bench_evaluation(config) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         agent = agent_lib.Agent(config, run_dir)
-        logits = agent._policy_logits  # noqa: SLF001
+        logits = agent.learner.policy_logits
         logits(agent.obs[None])
         start = time.perf_counter()
         result = evaluation.evaluate(logits, config, _EVAL_GAMES.value, seed=0)

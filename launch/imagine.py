@@ -14,7 +14,6 @@ from absl import flags
 
 import launch
 from twm_tf.analysis import dream
-from twm_tf.analysis import restore
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
 _STEPS = flags.DEFINE_integer("steps", None, "Imagined steps H (default: config.horizon).")
@@ -29,10 +28,7 @@ flags.mark_flag_as_required("out")
 def main(argv):
     del argv
     launch.quiet_library_logs()
-    try:
-        run = restore.load_run(_RUN_DIR.value)
-    except FileNotFoundError as error:
-        launch.fail(error)
+    run = launch.load_run_or_fail(_RUN_DIR.value)
     trajectory = dream.dream_from_run(
         run, _STEPS.value or run.config.horizon, _WARMUP.value, _SEED.value, _LATENT.value
     )

@@ -11,6 +11,7 @@ from absl import flags
 
 import launch
 from twm_tf import curves
+from twm_tf import run_dir as run_dir_lib
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A launch.train run directory.")
 _OUT = flags.DEFINE_string("out", None, "PNG to write (default: <run_dir>/curves.png).")
@@ -25,7 +26,7 @@ def main(argv):
         data = curves.load(_RUN_DIR.value)
     except ValueError as error:
         launch.fail(error)
-    with open(os.path.join(_RUN_DIR.value, "config.json")) as f:
+    with open(run_dir_lib.path(_RUN_DIR.value, run_dir_lib.CONFIG)) as f:
         config = json.load(f)
     out = _OUT.value or os.path.join(_RUN_DIR.value, "curves.png")
     curves.plot(data, f"{config['game']} (seed {config['seed']})", out, window=_WINDOW.value)

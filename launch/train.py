@@ -11,6 +11,7 @@ from absl import flags
 
 import launch
 from twm_tf import agent as agent_lib
+from twm_tf import checkpoint
 from twm_tf import config as config_lib
 from twm_tf import run_lock
 
@@ -39,12 +40,18 @@ def main(argv):
     agent = agent_lib.Agent(config, _RUN_DIR.value)
     try:
         summary = agent.train()
-    except (agent_lib.RunDirError, run_lock.RunDirLocked) as error:
+    except (
+        agent_lib.RunDirError,
+        run_lock.RunDirLocked,
+        checkpoint.CheckpointMismatch,
+        checkpoint.NoUsableCheckpoint,
+        checkpoint.SaveFailed,
+    ) as error:
         launch.fail(error)
     except agent_lib.TrainingDiverged as error:
         launch.fail(f"training diverged: {error}")
     if summary is None:  # Stopped by Ctrl-C / SIGTERM at a step boundary, checkpoint written.
-        print(f"stopped; run the same command to resume from {agent.manager.latest_checkpoint}")
+        print(f"stopped; run the same command to resume from {agent.saver.latest}")
         return
     print(
         json.dumps(

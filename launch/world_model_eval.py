@@ -8,14 +8,13 @@ sequence is read); writes world_model_eval.json and .png to --out (default <run_
 """
 
 import json
-import os
 
 from absl import app
 from absl import flags
 
 import launch
+from twm_tf import run_dir as run_dir_lib
 from twm_tf import testdata
-from twm_tf.analysis import restore
 from twm_tf.analysis import world_model_quality
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
@@ -32,10 +31,7 @@ flags.mark_flag_as_required("run_dir")
 def main(argv):
     del argv
     launch.quiet_library_logs()
-    try:
-        run = restore.load_run(_RUN_DIR.value)
-    except FileNotFoundError as error:
-        launch.fail(error)
+    run = launch.load_run_or_fail(_RUN_DIR.value)
     if _RECORDED.value:
         source = f"recorded:{_RECORDED.value}"
         data = world_model_quality.from_recording(
@@ -48,7 +44,7 @@ def main(argv):
         run, data, _HORIZON.value or run.config.horizon, source, _LATENT.value, _SEED.value
     )
     paths = world_model_quality.write(
-        summary, _OUT.value or os.path.join(_RUN_DIR.value, "analysis")
+        summary, _OUT.value or run_dir_lib.path(_RUN_DIR.value, run_dir_lib.ANALYSIS)
     )
     print(json.dumps({"files": paths, "horizon_1": summary["horizons"][0]}, indent=2))
 

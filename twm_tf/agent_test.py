@@ -14,7 +14,9 @@ from absl.testing import absltest
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
 from twm_tf import evaluation
+from twm_tf import run_dir as run_dir_lib
 from twm_tf import run_lock
+from twm_tf import schedule as schedule_lib
 from twm_tf import seeding
 from twm_tf import testing
 
@@ -27,7 +29,7 @@ def _config(**overrides):
 
 def _state(agent: agent_lib.Agent) -> dict:
     """Everything a resumed run must reproduce: counters, replay, every weight."""
-    wm, ac = agent.world_model, agent.actor_critic
+    wm, ac = agent.learner.world_model, agent.learner.actor_critic
     models = (wm.observation, wm.dynamics, ac.actor, ac.critic)
     optimizers = (wm.obs_optimizer, wm.dyn_optimizer, ac.actor_optimizer, ac.critic_optimizer)
     return {
@@ -37,33 +39,33 @@ def _state(agent: agent_lib.Agent) -> dict:
         "replay_visits": agent.replay.visit_counts.copy(),
         "weights": [v.numpy() for m in models for v in m.variables],
         "optimizer": [v.numpy() for o in optimizers for v in o.variables],
-        "generator": agent.generator.state.numpy(),
+        "generator": agent.learner.generator.state.numpy(),
         "obs": agent.obs.copy(),
     }
 
 
 class AgentTest(testing.TestCase):
     def test_schedule_counts(self):
-        paper = agent_lib.schedule(config_lib.atari100k())
+        paper = schedule_lib.schedule(config_lib.atari100k())
         # SPEC: 5e7 samples as 60/30/10 % over batch 1,600, 100 x 16 and 400 x 15.
-        self.assertEqual(paper, agent_lib.Schedule(18_750, 9_375, 833, 125_000))
+        self.assertEqual(paper, schedule_lib.Schedule(18_750, 9_375, 833, 125_000))
         config = _config(env_steps_per_train_step=2.5)
-        self.assertEqual(agent_lib.schedule(config).main_train_steps, 48)  # 120 / 2.5
+        self.assertEqual(schedule_lib.schedule(config).main_train_steps, 48)  # 120 / 2.5
 
     def test_end_to_end_run_and_outputs(self):
         config = _config(eval_every=40, eval_episodes_interim=1)
         run_dir = self.create_tempdir().full_path
         agent = agent_lib.Agent(config, run_dir)
-        train, logged = agent._train, []
+        train, logged = agent.learner.train, []
 
-        def recorded_train():  # Every train step's metrics, with the env step it belongs to.
-            metrics = train()
+        def recorded_train(replay):  # Every train step's metrics, with its env step.
+            metrics = train(replay)
             logged.append((int(agent.counters["env_steps"]), float(metrics["critic/loss"])))
             return metrics
 
-        agent._train = recorded_train
+        agent.learner.train = recorded_train
         summary = agent.train()
-        sched = agent_lib.schedule(config)
+        sched = schedule_lib.schedule(config)
 
         self.assertLen(summary["scores"], config.eval_episodes)
         self.assertLen(summary["random_scores"], config.eval_episodes)
@@ -84,7 +86,7 @@ class AgentTest(testing.TestCase):
         evals_path = os.path.join(run_dir, "evals.csv")
         with open(evals_path) as f:
             self.assertEqual([int(row[0]) for row in csv.reader(f)], [80, 120, 160])
-        agent._log_evaluation(120, evaluation.Result([1.0], [5]), 0.5)  # As after a resume.
+        run_dir_lib.log_evaluation(run_dir, 120, [1.0], 0.5)  # As after a resume.
         with open(evals_path) as f:
             rows = list(csv.reader(f))
         self.assertEqual([int(row[0]) for row in rows], [80, 120])
@@ -92,7 +94,7 @@ class AgentTest(testing.TestCase):
 
         # Counts consistent with the schedule.
         restored = agent_lib.Agent(config, run_dir)
-        restored._restore()
+        restored.restore()
         counters = {k: int(v) for k, v in restored.counters.items()}
         self.assertEqual(counters["env_steps"], config.env_steps)
         self.assertEqual(counters["train_steps"], sched.main_train_steps)
@@ -155,8 +157,8 @@ class AgentTest(testing.TestCase):
     def test_non_finite_updates_are_skipped_then_stop_the_run(self):
         agent = agent_lib.Agent(_config(max_skipped_updates=3), self.create_tempdir().full_path)
         agent.train(until=80)  # Prefill and pretraining, then a checkpoint.
-        checkpoint = agent.manager.latest_checkpoint
-        weights = [v.numpy() for v in agent.world_model.dynamics.trainable_variables]
+        checkpoint = agent.saver.latest
+        weights = [v.numpy() for v in agent.learner.world_model.dynamics.trainable_variables]
         sample = agent.replay.sample
 
         def poisoned_sample(*args, **kwargs):  # Every batch from now on poisons every loss.
@@ -167,9 +169,9 @@ class AgentTest(testing.TestCase):
         with self.assertRaisesRegex(agent_lib.TrainingDiverged, "3 train steps in a row"):
             agent.train(until=200)
         self.assertEqual(int(agent.counters["train_steps"]), 2)  # The third one raised.
-        for before, after in zip(weights, agent.world_model.dynamics.trainable_variables):
+        for before, after in zip(weights, agent.learner.world_model.dynamics.trainable_variables):
             np.testing.assert_array_equal(before, after)
-        self.assertEqual(agent.manager.latest_checkpoint, checkpoint)
+        self.assertEqual(agent.saver.latest, checkpoint)
 
     def test_exception_inside_a_step_writes_no_checkpoint(self):
         agent = agent_lib.Agent(_config(), self.create_tempdir().full_path)
@@ -184,7 +186,7 @@ class AgentTest(testing.TestCase):
         with self.assertRaisesRegex(RuntimeError, "emulator crashed"):
             agent.train()
         # A checkpoint here would hold a half-done step; the last periodic one (none yet) stays.
-        self.assertIsNone(agent.manager.latest_checkpoint)
+        self.assertIsNone(agent.saver.latest)
 
     def test_resume_is_bit_exact(self):
         config = _config()

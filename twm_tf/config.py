@@ -20,6 +20,8 @@ from twm_tf import files
 from twm_tf import games
 
 
+FILE_NAME = "config.json"  # A run directory's resolved config (Config.save, load).
+
 # mixed_float16 is left out: it needs loss scaling, which the train steps do not do.
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -138,7 +140,7 @@ class Config:
     def save(self, directory: str) -> str:
         """Writes the resolved config to `directory`/config.json and returns the path."""
         os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "config.json")
+        path = os.path.join(directory, FILE_NAME)
         with files.atomic_write(path) as f:
             f.write(self.to_json())
         return path

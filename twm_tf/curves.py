@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from twm_tf import run_dir as run_dir_lib
+
 
 class Curves(NamedTuple):
     episode_steps: np.ndarray  # [E] env step at which each training episode ended.
@@ -31,19 +33,20 @@ def _rows(path: str) -> list[list[str]]:
 
 def load(run_dir: str) -> Curves:
     """Reads a run directory's curves; a run without any episode yet is an error."""
-    config_path = os.path.join(run_dir, "config.json")
+    config_path = run_dir_lib.path(run_dir, run_dir_lib.CONFIG)
     if not os.path.exists(config_path):
         raise ValueError(f"{run_dir} is not a run directory (no config.json)")
     with open(config_path) as f:
         env_steps = json.load(f)["env_steps"]
-    episodes = _rows(os.path.join(run_dir, "episodes.csv"))
+    episodes = _rows(run_dir_lib.path(run_dir, run_dir_lib.EPISODES))
     if not episodes:
         raise ValueError(f"{run_dir} has no finished training episode yet (episodes.csv)")
     evals = [
-        (int(r[0]), float(r[1]), float(r[2])) for r in _rows(os.path.join(run_dir, "evals.csv"))
+        (int(r[0]), float(r[1]), float(r[2]))
+        for r in _rows(run_dir_lib.path(run_dir, run_dir_lib.EVALS))
     ]
     random_mean = None
-    final_path = os.path.join(run_dir, "eval.json")
+    final_path = run_dir_lib.path(run_dir, run_dir_lib.EVAL)
     if os.path.exists(final_path):
         with open(final_path) as f:
             final = json.load(f)

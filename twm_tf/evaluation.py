@@ -6,7 +6,6 @@ batched policy call per step. Scores are raw game scores.
 """
 
 import json
-import os
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -15,8 +14,10 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import export
+from twm_tf import faults
 from twm_tf import files
 from twm_tf import games
+from twm_tf import run_dir as run_dir_lib
 from twm_tf import seeding
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
@@ -98,6 +99,7 @@ def evaluate(
             if step.new_game:
                 env.close()
                 finished.append(slot)
+                faults.point("eval_game")
                 if on_game is not None:
                     on_game()
         for slot in finished:
@@ -185,7 +187,7 @@ def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = N
         config,
         config.eval_episodes if episodes is None else episodes,
         seed,
-        os.path.join(run_dir, "eval.json"),
+        run_dir_lib.path(run_dir, run_dir_lib.EVAL),
     )
 
 

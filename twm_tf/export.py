@@ -21,7 +21,6 @@ by TF before the check (float frames in [0, 1] would silently become zeros), so 
 hold non-uint8 arrays validate them first, as launch/play.py does.
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -29,13 +28,14 @@ import tempfile
 import time
 from typing import NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
+from twm_tf import precision
+from twm_tf import run_dir as run_dir_lib
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
@@ -176,41 +176,10 @@ def restore_policy_weights(
 ) -> None:
     """Restores the observation model and actor from a twm_tf.agent checkpoint, nothing else.
 
-    The agent checkpoints each model's variables by position (`checkpoint.model_weights`); the
-    observation model and actor are rebuilt from the run's config, so positions match. Every
-    variable is set to NaN first, so one that the checkpoint lacks is caught.
-
     Raises:
-        ValueError: if some encoder or actor variable has no value in the checkpoint.
+        checkpoint.CheckpointMismatch: naming each variable the checkpoint lacks or has extra.
     """
-    variables = [*obs_model.encoder.variables, *actor.variables]
-    for variable in variables:
-        variable.assign(tf.fill(variable.shape, np.nan))
-    graph = tf.train.Checkpoint(
-        models=checkpoint_lib.model_weights(observation=obs_model, actor=actor)
-    )
-    graph.restore(checkpoint_path).expect_partial()
-    missing = [v.path for v in variables if np.isnan(v.numpy()).any()]
-    if missing:
-        raise ValueError(
-            f"checkpoint {checkpoint_path} has no values for {missing}; was it written by "
-            "twm_tf.agent (checkpoint.training_checkpoint)?"
-        )
-
-
-@contextlib.contextmanager
-def precision_policy(name: str):
-    """Builds models under the Keras dtype policy `name`, restoring the global one after.
-
-    Exports use float32 whatever the training precision: at batch 1 bfloat16 casts cost more
-    than they save, and float32 keeps the exported probabilities exact.
-    """
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    checkpoint_lib.restore_models(checkpoint_path, observation=obs_model, actor=actor)
 
 
 class RunPolicy(NamedTuple):
@@ -231,13 +200,13 @@ def load_policy(run_dir: str, as_trained: bool = False) -> RunPolicy:
 
     Raises:
         FileNotFoundError: if run_dir has no config.json or no checkpoint.
-        ValueError: if the checkpoint lacks encoder or actor weights.
+        checkpoint.CheckpointMismatch: if the checkpoint does not fit the run models.
     """
     config, checkpoint = checkpoint_lib.locate(run_dir)
     env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = env.action_meanings
     env.close()
-    with precision_policy("float32" if not as_trained else config.precision):
+    with precision.policy("float32" if not as_trained else config.precision):
         obs_model = observation.ObservationModel(config)
         actor = actor_critic.Actor(config, len(action_meanings))
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates variables.
@@ -259,11 +228,11 @@ def export_from_run(run_dir: str, path: str | None = None, jit_compile: bool = T
 
     Raises:
         FileNotFoundError: if run_dir has no config.json or no checkpoint.
-        ValueError: if the checkpoint lacks encoder or actor weights.
+        checkpoint.CheckpointMismatch: if the checkpoint does not fit the run models.
     """
     run = load_policy(run_dir)
     return export_policy(
-        path or os.path.join(run_dir, "policy"),
+        path or run_dir_lib.path(run_dir, run_dir_lib.POLICY),
         run.obs_model,
         run.actor,
         run.config,

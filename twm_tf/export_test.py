@@ -66,7 +66,7 @@ class ExportTest(testing.TestCase):
         cls.ac = actor_critic.ActorCritic(cls.config, len(_PONG_ACTIONS))
         _train_actor(cls.ac, cls.config, steps=3)
         # As twm_tf.agent.Agent saves its checkpoints.
-        checkpoint = checkpoint_lib.training_checkpoint(cls.wm, cls.ac)
+        checkpoint = checkpoint_lib.training_checkpoint(*checkpoint_lib.parts(cls.wm, cls.ac))
         manager = tf.train.CheckpointManager(
             checkpoint, os.path.join(cls.run_dir, "checkpoints"), 2
         )
@@ -181,7 +181,9 @@ class ExportTest(testing.TestCase):
         obs_model = observation.ObservationModel(self.config)
         actor = actor_critic.Actor(self.config, len(_PONG_ACTIONS))
         actor(tf.zeros([1, self.config.latent_vars, self.config.latent_classes]))
-        with self.assertRaisesRegex(ValueError, "has no values for .*actor"):
+        with self.assertRaisesRegex(
+            checkpoint_lib.CheckpointMismatch, "actor lacks mlp/hidden_0/bias, mlp/hidden_0/kernel"
+        ):
             export.restore_policy_weights(path, obs_model, actor)
 
     def test_export_replaces_atomically(self):

@@ -1,18 +1,13 @@
 """The experience dataset of TWM: every real transition, sampled with balanced starts (Eq. 11)."""
 
-import hashlib
-import json
-import math
 from typing import NamedTuple
 
 import numpy as np
 from absl import logging
 
-from twm_tf import files
+from twm_tf import replay_file
+from twm_tf import sampling
 
-# Magic bytes of a save file; bump the version when the layout changes.
-_MAGIC = b"TWM-TF REPLAY 1\n"
-_DIGEST_BYTES = 32  # sha256
 _ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "is_first", "visits")
 
 
@@ -38,55 +33,14 @@ class Batch(NamedTuple):
     indices: np.ndarray
 
 
-def start_probabilities(visits: np.ndarray, *, tau: float) -> np.ndarray:
-    """Balanced sampling distribution p_i = softmax(-v_i / tau) (seed Eq. 11).
-
-    Args:
-        visits: [n] how often each start was drawn.
-        tau: temperature > 0; inf gives the uniform distribution.
-
-    Returns:
-        [n] float64 probabilities.
-    """
-    logits = -np.asarray(visits, np.float64) / tau
-    # Shifting by the max keeps exp() in range however large the counts grow.
-    weights = np.exp(logits - logits.max())
-    return weights / weights.sum()
-
-
-def sample_without_replacement(
-    logits: np.ndarray, *, num_samples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Draws `num_samples` distinct indices from softmax(logits), in draw order.
-
-    Gumbel-top-k (Kool et al. 2019): the k largest of logits_i + Gumbel noise are distributed
-    exactly like k successive draws without replacement from softmax(logits). The noise is
-    -log(E) with E ~ Exp(1), which is cheaper than numpy's gumbel(); no exp() of the logits is
-    needed, so large logits cannot overflow. O(n) time.
-
-    Args:
-        logits: [n] unnormalized log-probabilities.
-        num_samples: k <= n.
-        rng: the random number generator to advance.
-
-    Returns:
-        [k] int64 indices; the first is a draw from softmax(logits), the second a draw from the
-        rest, and so on.
-    """
-    num = len(logits)
-    if not 0 < num_samples <= num:
-        raise ValueError(f"cannot draw {num_samples} distinct samples from {num} candidates")
-    # Largest logit - log(E) == smallest log(E) - logit.
-    keys = np.log(rng.standard_exponential(num)) - logits
-    chosen = np.argpartition(keys, num_samples - 1)[:num_samples]
-    return chosen[np.argsort(keys[chosen])]
+def _check_positive_int(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class ReplayBuffer:
     """Append-only storage of one environment stream with balanced sequence sampling.
-
-    One buffer holds one environment stream: stacks are rebuilt from
-    consecutive steps, and `add` with full stacks checks that they agree.
 
     Storage. TWM keeps the whole run (capacity = config.env_steps, no eviction), so all arrays are
     preallocated for `capacity` steps (np.zeros commits memory pages only as they are written).
@@ -106,24 +60,20 @@ class ReplayBuffer:
         dones         d_{i-1}   d_i     d_{i+1}       d_{i+l-1}   (o_{t+1} starts a new episode)
 
     Starts range over [0, len - seq_len]. For start 0, the context step repeats index 0 with
-    action 0, reward 0 and no done. Windows may cross episode ends; they
-    are not rejected because the model handles the ends itself (attention is cut after a done, the
-    latent loss skips the first observation after a done, the discount target is 0 after a
-    terminal), which keeps every start equally available and sampling O(n).
+    action 0, reward 0 and no done. Windows may cross episode ends: the model handles them
+    (attention is cut after a done, the latent loss skips the first observation after a done, the
+    discount target is 0 after a terminal), which keeps every start available and sampling O(n).
 
     Balanced sampling (seed Eq. 11). v_i counts how often index i was drawn as a start; a batch
-    draws its N starts without replacement from p_i = softmax(-v_i / tau) (Gumbel-top-k, see
-    `sample_without_replacement`) and increments their counts, so fresh data is sampled more often
-    than data the model has already trained on; tau = inf is uniform. Measured cost of
-    sample(100, 16) at 100k steps on a shared CPU core: ~3 ms (0.7 ms start selection, the rest
-    gathering the 28 MB of frames); sample_observations(1600) ~3.5 ms.
+    draws its N starts without replacement from p_i = softmax(-v_i / tau) (Gumbel-top-k,
+    `sampling.py`) and increments their counts, so fresh data is sampled more often than data
+    the model has already trained on; tau = inf is uniform. sample(100, 16) at 100k steps takes
+    ~3 ms on a shared CPU core (0.7 ms start selection); sample_observations(1600) ~3.5 ms.
 
-    Saving. `save` writes the filled part of the arrays, the counts and the generator state to one
-    raw file that ends with the sha256 of all its bytes, atomically (temporary file, fsync,
-    os.replace), so a crash mid-write leaves the previous save intact; `load` rejects truncated or
-    corrupted files with a ValueError naming the file and leaves the buffer unchanged then. After
-    `load` the buffer continues exactly like the saved one. At 100k steps a save is 412 MB, takes
-    ~2 s to write (with fsync) and 0.8 s to load (2.5 s for `restore`, which allocates anew).
+    Saving. `save` writes the filled part of the arrays, the counts and the generator state
+    (`replay_file.py`: atomic, sha256-checked); `load` leaves the buffer unchanged on a damaged
+    file and otherwise continues exactly like the saved one. At 100k steps a save is 412 MB, ~2 s
+    to write with fsync, 0.8 s to load (2.5 s for `restore`, which allocates anew).
     """
 
     def __init__(
@@ -138,9 +88,7 @@ class ReplayBuffer:
             tau: balanced-sampling temperature > 0, in units of visit counts; inf = uniform.
             seed: seed of the sampling generator.
         """
-        for name, value in (("capacity", capacity), ("frame_size", frame_size), ("stack", stack)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_positive_int(capacity=capacity, frame_size=frame_size, stack=stack)
         if not tau > 0:
             raise ValueError(f"tau must be > 0 (inf for uniform sampling), got {tau!r}")
         self._capacity = capacity
@@ -163,16 +111,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes of the stored steps (what `save` writes, without its small header)."""
-        arrays = (
-            self._frames,
-            self._actions,
-            self._rewards,
-            self._terminated,
-            self._truncated,
-            self._is_first,
-            self._visits,
-        )
-        return sum(a[: self._size].nbytes for a in arrays)
+        return sum(getattr(self, "_" + name)[: self._size].nbytes for name in _ARRAYS)
 
     @property
     def capacity(self) -> int:
@@ -296,11 +235,8 @@ class ReplayBuffer:
             raise ValueError("the first step must have is_first=True (its stack has no history)")
 
         self._frames[start:end] = obs[:, -1] if obs.ndim == 4 else obs
-        self._actions[start:end] = actions
-        self._rewards[start:end] = rewards
-        self._terminated[start:end] = columns["terminated"]
-        self._truncated[start:end] = columns["truncated"]
-        self._is_first[start:end] = columns["is_first"]
+        for name, column in columns.items():
+            getattr(self, "_" + name)[start:end] = column
         if obs.ndim == 4:
             # Only the newest frames are kept, so a stack must be what they rebuild; a mismatch
             # means the environment pads or interleaves streams differently from this buffer.
@@ -347,7 +283,9 @@ class ReplayBuffer:
 
     def start_probabilities(self, seq_len: int) -> np.ndarray:
         """[len - seq_len + 1] probabilities of each start in the next `sample` draw."""
-        return start_probabilities(self._visits[: self._num_starts(1, seq_len)], tau=self._tau)
+        return sampling.start_probabilities(
+            self._visits[: self._num_starts(1, seq_len)], tau=self._tau
+        )
 
     def sample(self, batch_size: int, seq_len: int) -> Batch:
         """Draws `batch_size` distinct starts by balanced sampling and increments their counts.
@@ -364,7 +302,7 @@ class ReplayBuffer:
         """
         num_starts = self._num_starts(batch_size, seq_len)
         logits = -self._visits[:num_starts] / self._tau  # Exactly 0 for tau = inf: uniform.
-        starts = sample_without_replacement(logits, num_samples=batch_size, rng=self._rng)
+        starts = sampling.sample_without_replacement(logits, num_samples=batch_size, rng=self._rng)
         self._visits[starts] += 1
         return self._gather(starts, seq_len)
 
@@ -375,16 +313,13 @@ class ReplayBuffer:
 
     def sample_observations(self, num: int) -> np.ndarray:
         """Returns `num` i.i.d. uniformly drawn observation stacks [num, stack, H, W] uint8."""
-        if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num <= 0:
-            raise ValueError(f"num must be a positive int, got {num!r}")
+        _check_positive_int(num=num)
         if not self._size:
             raise ValueError("cannot sample observations from an empty replay buffer")
         return self.observations(self._rng.integers(0, self._size, num))
 
     def _num_starts(self, batch_size: int, seq_len: int) -> int:
-        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_positive_int(batch_size=batch_size, seq_len=seq_len)
         num_starts = self._size - seq_len + 1
         if num_starts < batch_size:
             raise ValueError(
@@ -409,11 +344,7 @@ class ReplayBuffer:
         )
 
     def save(self, path: str) -> None:
-        """Writes the stored steps, counts and generator state to `path` atomically.
-
-        Layout: magic, 8-byte little-endian header length, JSON header (settings, generator
-        state, name/dtype/shape of each array), the raw arrays, then the sha256 of all of it.
-        """
+        """Writes the stored steps, counts and generator state to `path` (replay_file format)."""
         header = {
             "size": self._size,
             "capacity": self._capacity,
@@ -421,21 +352,9 @@ class ReplayBuffer:
             "stack": self._stack,
             "tau": self._tau,
             "rng": self._rng.bit_generator.state,
-            "arrays": [],
         }
-        arrays = []
-        for name in _ARRAYS:
-            array = getattr(self, "_" + name)[: self._size]  # Contiguous: a leading-axis slice.
-            header["arrays"].append([name, array.dtype.str, list(array.shape)])
-            arrays.append(array.reshape(-1).view(np.uint8))  # Raw bytes, no copy.
-        header_bytes = json.dumps(header, sort_keys=True).encode()
-        digest = hashlib.sha256()
-        # A crash before the rename leaves the previous save at `path` intact.
-        with files.atomic_write(path, "wb") as f:
-            for chunk in (_MAGIC, len(header_bytes).to_bytes(8, "little"), header_bytes, *arrays):
-                f.write(chunk)
-                digest.update(chunk)
-            f.write(digest.digest())
+        # Leading-axis slices: contiguous, written without a copy.
+        replay_file.write(path, header, {n: getattr(self, "_" + n)[: self._size] for n in _ARRAYS})
 
     def load(self, path: str) -> None:
         """Replaces this buffer's contents by the save at `path` (same frame size and stack).
@@ -443,12 +362,12 @@ class ReplayBuffer:
         Raises:
             ValueError: if the file is truncated, corrupted, from another format or does not fit.
         """
-        self._assign(path, *_read(path))
+        self._assign(path, *replay_file.read(path))
 
     @classmethod
     def restore(cls, path: str) -> "ReplayBuffer":
         """Returns a new buffer with the capacity, tau and contents saved at `path`."""
-        meta, arrays = _read(path)
+        meta, arrays = replay_file.read(path)
         buffer = cls(
             capacity=meta["capacity"],
             frame_size=meta["frame_size"],
@@ -478,28 +397,3 @@ class ReplayBuffer:
             target[size:] = 0
         self._size = size
         self._rng.bit_generator.state = meta["rng"]
-
-
-def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """Reads and verifies a save written by `ReplayBuffer.save`."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data.startswith(_MAGIC):
-        raise ValueError(f"{path} is not a replay file of this format (expected {_MAGIC!r} first)")
-    view = memoryview(data)  # Slices of a memoryview do not copy the 400 MB.
-    if hashlib.sha256(view[:-_DIGEST_BYTES]).digest() != bytes(view[-_DIGEST_BYTES:]):
-        raise ValueError(
-            f"replay file {path} is truncated or corrupted (its sha256 does not match); "
-            "load an earlier save"
-        )
-    # Every byte is verified now, so the header can be trusted.
-    offset = len(_MAGIC) + 8
-    header_size = int.from_bytes(view[len(_MAGIC) : offset], "little")
-    header = json.loads(bytes(view[offset : offset + header_size]))
-    offset += header_size
-    arrays = {}
-    for name, dtype, shape in header.pop("arrays"):
-        array = np.frombuffer(data, np.dtype(dtype), count=math.prod(shape), offset=offset)
-        arrays[name] = array.reshape(shape)
-        offset += array.nbytes
-    return header, arrays

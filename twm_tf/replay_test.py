@@ -9,6 +9,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf import replay
+from twm_tf import sampling
 from twm_tf import testdata
 
 _SIZE = 8  # Small synthetic frames keep the statistical tests fast.
@@ -82,15 +83,15 @@ def _assert_batches_equal(test, first: replay.Batch, second: replay.Batch):
 class SamplingFunctionsTest(parameterized.TestCase):
     def test_start_probabilities_by_hand(self):
         np.testing.assert_allclose(
-            replay.start_probabilities(np.array([0, 1, 2]), tau=1.0),
+            sampling.start_probabilities(np.array([0, 1, 2]), tau=1.0),
             np.array([1, math.exp(-1), math.exp(-2)]) / (1 + math.exp(-1) + math.exp(-2)),
         )
         np.testing.assert_allclose(
-            replay.start_probabilities(np.array([0, 7, 100]), tau=math.inf), [1 / 3] * 3
+            sampling.start_probabilities(np.array([0, 7, 100]), tau=math.inf), [1 / 3] * 3
         )
         # Huge counts must not overflow: the max is subtracted before exp().
         np.testing.assert_allclose(
-            replay.start_probabilities(np.array([10**6, 10**6 + 20]), tau=20.0),
+            sampling.start_probabilities(np.array([10**6, 10**6 + 20]), tau=20.0),
             [1 / (1 + math.exp(-1)), math.exp(-1) / (1 + math.exp(-1))],
         )
 
@@ -98,12 +99,12 @@ class SamplingFunctionsTest(parameterized.TestCase):
         # Counts are held fixed: the first draw must follow p = softmax(-v/tau) and the second
         # p_j * sum_{i != j} p_i / (1 - p_i), as for draws one after another without replacement.
         visits = np.array([0, 0, 3, 5, 10, 20, 40, 80])
-        probs = replay.start_probabilities(visits, tau=20.0)
+        probs = sampling.start_probabilities(visits, tau=20.0)
         second = probs * (np.sum(probs / (1 - probs)) - probs / (1 - probs))
         rng = np.random.default_rng(1)
         draws = np.array(
             [
-                replay.sample_without_replacement(-visits / 20.0, num_samples=3, rng=rng)
+                sampling.sample_without_replacement(-visits / 20.0, num_samples=3, rng=rng)
                 for _ in range(20_000)
             ]
         )
@@ -114,10 +115,10 @@ class SamplingFunctionsTest(parameterized.TestCase):
 
     def test_draw_all(self):
         rng = np.random.default_rng(0)
-        drawn = replay.sample_without_replacement(np.zeros(5), num_samples=5, rng=rng)
+        drawn = sampling.sample_without_replacement(np.zeros(5), num_samples=5, rng=rng)
         self.assertCountEqual(drawn, range(5))
         with self.assertRaisesRegex(ValueError, "6 distinct samples from 5"):
-            replay.sample_without_replacement(np.zeros(5), num_samples=6, rng=rng)
+            sampling.sample_without_replacement(np.zeros(5), num_samples=6, rng=rng)
 
 
 class ReplayBufferTest(parameterized.TestCase):
@@ -130,7 +131,7 @@ class ReplayBufferTest(parameterized.TestCase):
             total[batch.indices[:, 1]] += 1
             np.testing.assert_array_equal(buffer.visit_counts, total)
         np.testing.assert_allclose(
-            buffer.start_probabilities(10), replay.start_probabilities(total[:91], tau=20.0)
+            buffer.start_probabilities(10), sampling.start_probabilities(total[:91], tau=20.0)
         )
 
     def test_uniform_when_tau_is_inf(self):

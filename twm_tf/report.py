@@ -24,6 +24,7 @@ from absl import logging
 from scipy import stats
 
 from twm_tf import evaluation
+from twm_tf import run_dir as run_dir_lib
 
 GAMES = tuple(sorted(evaluation.reference_scores()))  # The 26 Atari 100k games.
 EXPECTED_RUNS = 5  # Runs per game in the published results.
@@ -61,17 +62,17 @@ def load_runs(pattern: str, flag: str = "runs") -> list[Run]:
     """
     runs = []
     for run_dir in sorted(glob.glob(pattern)):
-        if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        if not os.path.isfile(run_dir_lib.path(run_dir, run_dir_lib.CONFIG)):
             continue
-        with open(os.path.join(run_dir, "config.json")) as f:
+        with open(run_dir_lib.path(run_dir, run_dir_lib.CONFIG)) as f:
             config = json.load(f)
         evals = []
-        if os.path.exists(os.path.join(run_dir, "evals.csv")):
-            with open(os.path.join(run_dir, "evals.csv"), newline="") as f:
+        if os.path.exists(run_dir_lib.path(run_dir, run_dir_lib.EVALS)):
+            with open(run_dir_lib.path(run_dir, run_dir_lib.EVALS), newline="") as f:
                 evals = [(int(row[0]), float(row[1])) for row in csv.reader(f) if row]
         final = None
-        if os.path.exists(os.path.join(run_dir, "eval.json")):
-            with open(os.path.join(run_dir, "eval.json")) as f:
+        if os.path.exists(run_dir_lib.path(run_dir, run_dir_lib.EVAL)):
+            with open(run_dir_lib.path(run_dir, run_dir_lib.EVAL)) as f:
                 final = float(json.load(f)["mean"])
             evals.append((int(config["env_steps"]), final))
         steps, means = (np.array(c, float) for c in zip(*evals)) if evals else (np.zeros(0),) * 2

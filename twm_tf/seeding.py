@@ -13,11 +13,14 @@ The derivation (`describe`) is stored in a run's checkpoint, so a run resumed by
 that derived its streams differently is refused instead of silently diverging.
 """
 
+import contextlib
+import random
+
 import numpy as np
 
 # Index = spawn key: append new purposes, never reorder or remove (that changes every run).
 PURPOSES = (
-    "weights",  # Keras' global seed: initial weights and the dropout seed generators.
+    "weights",  # Initial weights and the dropout seed generators (keras_weights).
     "tf",  # The agent's tf.random.Generator: stateless seeds of every compiled step.
     "env",  # The training env: ALE seed and no-op counts.
     "prefill",  # Uniformly random prefill actions.
@@ -59,3 +62,19 @@ def describe(seed: int) -> dict:
         "seed": int(seed),
         "streams": {purpose: derive(seed, purpose) for purpose in PURPOSES},
     }
+
+
+@contextlib.contextmanager
+def keras_weights(seed: int):
+    """Builds Keras layers with initial weights and dropout seeds derived from `seed`.
+
+    Keras draws the seed of every unseeded initializer and dropout SeedGenerator from Python's
+    global `random` module when the layer is created; this seeds it for the block and restores
+    its previous state after, so building a model leaves no process-global trace.
+    """
+    previous = random.getstate()
+    random.seed(derive(seed, "weights"))
+    try:
+        yield
+    finally:
+        random.setstate(previous)

@@ -1,6 +1,5 @@
 """Rebuilds a training run's world model and actor from its latest checkpoint (for analysis)."""
 
-import os
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -8,7 +7,8 @@ from absl import logging
 
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
-from twm_tf import export
+from twm_tf import precision
+from twm_tf import run_dir as run_dir_lib
 from twm_tf import world_model as world_model_lib
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
@@ -27,28 +27,24 @@ class RunModels(NamedTuple):
 def load_run(run_dir: str) -> RunModels:
     """Restores the observation model, dynamics model and actor of a run, in float32.
 
-    Uses the run's layout (`checkpoint.training_checkpoint`: each model's variables by position),
-    so the models are rebuilt from the run's config.json. Optimizers and the critic are skipped.
+    The models are rebuilt from the run's config.json; optimizers and the critic are skipped.
 
     Raises:
       FileNotFoundError: if run_dir has no config.json or no checkpoint.
-      AssertionError: if the checkpoint lacks a variable of these models.
+      checkpoint.CheckpointMismatch: naming each variable the checkpoint lacks or has extra.
     """
     config, checkpoint = checkpoint_lib.locate(run_dir)
     env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = tuple(env.action_meanings)
     env.close()
     # Variables are float32 under every policy; float32 compute keeps the analysis exact.
-    with export.precision_policy("float32"):
+    with precision.policy("float32"):
         world_model = world_model_lib.WorldModel(config, len(action_meanings))
         actor = actor_critic.Actor(config, len(action_meanings))
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates variables.
-    graph = tf.train.Checkpoint(
-        models=checkpoint_lib.model_weights(
-            observation=world_model.observation, dynamics=world_model.dynamics, actor=actor
-        )
+    checkpoint_lib.restore_models(
+        checkpoint, observation=world_model.observation, dynamics=world_model.dynamics, actor=actor
     )
-    graph.restore(checkpoint).assert_existing_objects_matched().expect_partial()
     logging.info("restored the world model and actor from %s", checkpoint)
     return RunModels(config, world_model, actor, action_meanings, checkpoint)
 
@@ -64,6 +60,7 @@ def write_run(
     For models trained outside twm_tf.agent (tests, notebooks); returns the checkpoint prefix.
     """
     config.save(run_dir)
-    checkpoint = checkpoint_lib.training_checkpoint(world_model, ac)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), 2)
+    checkpoint = checkpoint_lib.training_checkpoint(*checkpoint_lib.parts(world_model, ac))
+    directory = run_dir_lib.path(run_dir, run_dir_lib.CHECKPOINTS)
+    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
     return manager.save()

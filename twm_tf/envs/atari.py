@@ -29,10 +29,6 @@ Rewards stay raw game scores (the agent squashes them with tanh for learning). `
 `set_state` snapshot an env so that a resumed training run steps exactly as an uninterrupted one.
 """
 
-import dataclasses
-import io
-import json
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import ale_py
@@ -42,16 +38,16 @@ import numpy as np
 
 from twm_tf import config as config_lib
 from twm_tf import games
+from twm_tf.envs.env_state import EnvState
 
 _NOOP, _FIRE = 0, 1
-_STATE_FORMAT_VERSION = 1  # Of `EnvState.to_bytes`; bump on any change to its layout.
 
 
 GAMES = games.GAMES  # The 26 Atari 100k games, as named in atari100k.csv and ALE/<game>-v5.
 
 
 class Step(NamedTuple):
-    """The result of one agent step; fields gain a leading [N] axis in `VectorEnv`.
+    """The result of one agent step.
 
     Attributes:
         obs: [4, 64, 64] uint8, the observation to act on next (the reset one if the episode ended).
@@ -70,75 +66,6 @@ class Step(NamedTuple):
     truncated: bool | np.ndarray
     is_first: bool | np.ndarray
     new_game: bool | np.ndarray
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class EnvState:
-    """A snapshot of an `AtariEnv`: everything its future steps depend on.
-
-    The two raw screens kept for pooling are left out: every step rewrites both before pooling
-    them, and a game over that leaves them stale is followed by a reset that rewrites them.
-
-    Attributes:
-        game: the game, one of GAMES.
-        settings: the `make` arguments other than game and seed; a state restores only into an env
-            with the same game and settings.
-        ale: the serialized emulator state, its RNG included (`ALEState.serialize`).
-        stack: [frame_stack, frame_size, frame_size] uint8, the current observation.
-        lives: lives after the last step, against which the next step detects a life loss.
-        game_steps: agent steps of the current game, for the time limit.
-        started: whether `reset()` was called.
-        rng: `bit_generator.state` of the generator drawing the no-op frame counts.
-    """
-
-    game: str
-    settings: dict[str, bool | int]
-    ale: bytes
-    stack: np.ndarray
-    lives: int
-    game_steps: int
-    started: bool
-    rng: dict
-
-    def to_bytes(self) -> bytes:
-        """Serializes the state without pickle, for a checkpoint (see `from_bytes`).
-
-        Format: an uncompressed `np.savez` archive of three uint8 arrays: `ale` and `stack` as
-        above, and `header`, the UTF-8 JSON of the other fields plus a format `version`.
-        """
-        header = {
-            "version": _STATE_FORMAT_VERSION,
-            "game": self.game,
-            "settings": self.settings,
-            "lives": self.lives,
-            "game_steps": self.game_steps,
-            "started": self.started,
-            "rng": self.rng,  # PCG64's 128-bit integers are exact in JSON (Python ints).
-        }
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            header=np.frombuffer(json.dumps(header).encode(), np.uint8),
-            ale=np.frombuffer(self.ale, np.uint8),
-            stack=self.stack,
-        )
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "EnvState":
-        """Reads a state written by `to_bytes`.
-
-        Raises:
-            ValueError: if `data` has another format version.
-        """
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            header = json.loads(arrays["header"].tobytes())
-            version = header.pop("version")
-            if version != _STATE_FORMAT_VERSION:
-                raise ValueError(
-                    f"env state has format version {version}, expected {_STATE_FORMAT_VERSION}"
-                )
-            return cls(ale=arrays["ale"].tobytes(), stack=arrays["stack"], **header)
 
 
 def pool_frames(screen_a: np.ndarray, screen_b: np.ndarray, size: int) -> np.ndarray:
@@ -327,54 +254,6 @@ class AtariEnv:
         return True
 
 
-class VectorEnv:
-    """N `AtariEnv`s stepped one after another in this process, results batched along axis 0.
-
-    In-process rather than subprocesses (gymnasium AsyncVectorEnv) or ale_py.AtariVectorEnv: each
-    env is bit-identical to a single `AtariEnv` with the same seed, and collection is cheap next to
-    training (0.76 env steps per train step). AtariVectorEnv would be faster, but its resets after a
-    life loss and its resizing differ from the rules above.
-    """
-
-    def __init__(self, envs: Sequence[AtariEnv]):
-        if not envs:
-            raise ValueError("VectorEnv needs at least one env")
-        self.envs = tuple(envs)
-        self.num_envs = len(self.envs)
-        self.num_actions = self.envs[0].num_actions
-        self.action_meanings = self.envs[0].action_meanings
-
-    def reset(self) -> np.ndarray:
-        """Starts a new game in every env; returns the observations [N, 4, 64, 64] uint8."""
-        return np.stack([env.reset() for env in self.envs])
-
-    def step(self, actions: Sequence[int] | np.ndarray) -> Step:
-        """Steps env i with actions[i]; returns a `Step` of arrays with leading axis [N]."""
-        if len(actions) != self.num_envs:
-            raise ValueError(f"expected {self.num_envs} actions, got {len(actions)}")
-        steps = [env.step(int(action)) for env, action in zip(self.envs, actions)]
-        return Step(*(np.stack(field) for field in zip(*steps)))
-
-    def get_state(self) -> list[EnvState]:
-        """Returns the snapshots of the envs, in order (see `AtariEnv.get_state`)."""
-        return [env.get_state() for env in self.envs]
-
-    def set_state(self, states: Sequence[EnvState]) -> None:
-        """Restores env i from states[i] (see `AtariEnv.set_state`).
-
-        Raises:
-            ValueError: for a wrong number of states, or states of another game or settings.
-        """
-        if len(states) != self.num_envs:
-            raise ValueError(f"expected {self.num_envs} env states, got {len(states)}")
-        for env, state in zip(self.envs, states):
-            env.set_state(state)
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-
 def make(
     game: str,
     *,
@@ -433,23 +312,6 @@ def make(
         frame_skip=frame_skip,
         frame_stack=frame_stack,
         frame_size=frame_size,
-    )
-
-
-def make_vector(game: str, *, num_envs: int, seed: int, training: bool, **kwargs) -> VectorEnv:
-    """Builds `num_envs` environments; env i equals `make(game, seed=seed + i, ...)`.
-
-    Args:
-        game: one of GAMES.
-        num_envs: number of environments.
-        seed: seed of env 0.
-        training: training or evaluation mode (see `make`).
-        **kwargs: the other arguments of `make`.
-    """
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    return VectorEnv(
-        [make(game, seed=seed + i, training=training, **kwargs) for i in range(num_envs)]
     )
 
 

@@ -243,26 +243,6 @@ class AtariTest(testing.TestCase):
         self.assertFalse(any(step.new_game for step in steps[:-1]))
         self.assertTrue(steps[-1].truncated and steps[-1].new_game)
 
-    def test_vector_env_matches_single_envs(self):
-        actions = _random_actions(4, (120, 2), seed=1)
-        vector = atari.make_vector("Breakout", num_envs=2, seed=3, training=True)
-        self.assertEqual((vector.num_envs, vector.num_actions), (2, 4))
-        singles = [atari.make("Breakout", seed=seed, training=True) for seed in (3, 4)]
-        first = vector.reset()
-        self.assertEqual(first.shape, (2, 4, 64, 64))
-        for i, env in enumerate(singles):
-            self.assertAllEqual(first[i], env.reset())
-        num_terminated = 0
-        for step_actions in actions:
-            batch = vector.step(step_actions)
-            self.assertEqual(batch.obs.shape, (2, 4, 64, 64))
-            for i, env in enumerate(singles):
-                single = env.step(int(step_actions[i]))
-                for field_batch, field_single in zip(batch, single):
-                    self.assertAllEqual(field_batch[i], field_single)
-            num_terminated += batch.terminated.sum()
-        self.assertGreater(num_terminated, 0)  # The comparison covered episode ends.
-
     def test_restored_state_continues_identically(self):
         # Random Breakout play loses a life every ~25 steps; the short time limit adds truncations,
         # so the snapshot sits mid-game after a life loss and a reset, and its continuation covers
@@ -299,20 +279,6 @@ class AtariTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "settings.*'training': True.*'training': False"):
             atari.make("Breakout", seed=0, training=False).set_state(state)
 
-    def test_vector_env_state(self):
-        actions = _random_actions(4, (80, 2), seed=3)
-        vector_a = atari.make_vector("Breakout", num_envs=2, seed=0, training=True)
-        vector_a.reset()
-        for step_actions in actions[:40]:
-            vector_a.step(step_actions)
-        states = vector_a.get_state()
-        steps_a = [vector_a.step(step_actions) for step_actions in actions[40:]]
-        vector_b = atari.make_vector("Breakout", num_envs=2, seed=5, training=True)
-        vector_b.set_state([atari.EnvState.from_bytes(state.to_bytes()) for state in states])
-        _assert_steps_equal(self, steps_a, [vector_b.step(a) for a in actions[40:]])
-        with self.assertRaisesRegex(ValueError, "expected 2 env states, got 1"):
-            vector_b.set_state(states[:1])
-
     def test_from_config(self):
         config = config_lib.debug(game="Breakout", max_episode_steps=5)
         env = atari.from_config(config, training=False, seed=0)
@@ -320,12 +286,6 @@ class AtariTest(testing.TestCase):
         env.reset()
         steps = [env.step(_NOOP) for _ in range(5)]
         self.assertEqual([s.truncated for s in steps], [False] * 4 + [True])
-        vector = atari.make_vector(
-            "Breakout", num_envs=2, seed=0, training=False, **atari.env_kwargs(config)
-        )
-        vector.reset()
-        steps = [vector.step([_NOOP, _NOOP]) for _ in range(5)]
-        self.assertAllEqual(steps[-1].truncated, [True, True])
 
     def test_invalid_use(self):
         env = atari.make("Pong", seed=0, training=True)

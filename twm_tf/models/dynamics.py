@@ -78,8 +78,9 @@ class PredictionHead(keras.layers.Layer):
                 activation="silu",
                 kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
+                name=f"hidden_{i}",
             )
-            for n in hidden
+            for i, n in enumerate(hidden)
         ]
         # float32 outputs (logits, means) under mixed-precision policies too.
         self.final = keras.layers.Dense(
@@ -87,8 +88,9 @@ class PredictionHead(keras.layers.Layer):
             kernel_initializer=initializers.kaiming_uniform(initializers.LINEAR_GAIN),
             bias_initializer=keras.initializers.Constant(bias),
             dtype="float32",
+            name="final",
         )
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
 
     def build(self, input_shape):
         for layer in self.hidden:

@@ -38,24 +38,27 @@ class Encoder(keras.Model):
                 activation="silu",
                 kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
+                name=f"conv_{i}",
             )
-            for channels in config.encoder_channels
+            for i, channels in enumerate(config.encoder_channels)
         ]
-        self.flatten = keras.layers.Flatten()
+        self.flatten = keras.layers.Flatten(name="flatten")
         self.hidden = [
             keras.layers.Dense(
                 width,
                 activation="silu",
                 kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
+                name=f"hidden_{i}",
             )
-            for width in config.encoder_hidden
+            for i, width in enumerate(config.encoder_hidden)
         ]
         self.logits = keras.layers.Dense(
             config.latent_dim,
             kernel_initializer=initializers.kaiming_uniform(initializers.LINEAR_GAIN),
             bias_initializer=initializers.zeros(),
             dtype="float32",
+            name="logits",
         )
         self.build((None, config.frame_stack, config.frame_size, config.frame_size))
 
@@ -89,7 +92,7 @@ class Encoder(keras.Model):
 
 
 def _transposed_conv(
-    channels: int, kernel: int, activation: str | None
+    channels: int, kernel: int, activation: str | None, name: str
 ) -> keras.layers.Conv2DTranspose:
     """A stride-2 transposed convolution with PyTorch's default ConvTranspose2d initialization."""
     return keras.layers.Conv2DTranspose(
@@ -100,6 +103,7 @@ def _transposed_conv(
         kernel_initializer=initializers.torch_default_kernel(),
         # PyTorch's fan_in of the [in, out, kh, kw] weight: out * kh * kw.
         bias_initializer=initializers.torch_default_bias(channels * kernel * kernel),
+        name=name,
     )
 
 
@@ -121,14 +125,17 @@ class Decoder(keras.Model):
             activation="silu",
             kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
             bias_initializer=initializers.zeros(),
+            name="hidden",
         )
-        self.reshape = keras.layers.Reshape((1, 1, config.decoder_hidden))
+        self.reshape = keras.layers.Reshape((1, 1, config.decoder_hidden), name="reshape")
         channels = (*config.decoder_channels, config.frame_stack)
         self.deconvs = [
-            _transposed_conv(c, kernel, activation="silu")
-            for c, kernel in zip(channels[:-1], _DECODER_KERNELS[:-1], strict=True)
+            _transposed_conv(c, kernel, activation="silu", name=f"deconv_{i}")
+            for i, (c, kernel) in enumerate(zip(channels[:-1], _DECODER_KERNELS[:-1], strict=True))
         ]
-        self.output_layer = _transposed_conv(channels[-1], _DECODER_KERNELS[-1], activation=None)
+        self.output_layer = _transposed_conv(
+            channels[-1], _DECODER_KERNELS[-1], activation=None, name="output"
+        )
         self.build((None, config.latent_vars, config.latent_classes))
 
     def build(self, input_shape):

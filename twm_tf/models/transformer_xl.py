@@ -94,7 +94,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         self.qkv = _projection(3 * width, "qkv")
         self.position = _projection(width, "position")
         self.out = _projection(width, "out")
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
 
     def build(self, input_shape=None):
         self.qkv.build((None, self.width))
@@ -180,7 +180,7 @@ class TransformerXLBlock(keras.layers.Layer):
             name="ffn_out",
         )
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ffn_norm")
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
 
     def build(self, input_shape=None):
         self.attention.build()
@@ -216,7 +216,7 @@ class TransformerXL(keras.layers.Layer):
             TransformerXLBlock(width, heads, ffn, dropout, name=f"block_{i}")
             for i in range(num_layers)
         ]
-        self.position_dropout = keras.layers.Dropout(dropout)
+        self.position_dropout = keras.layers.Dropout(dropout, name="position_dropout")
 
     def build(self, input_shape=None):
         head_shape = (self.heads, self.width // self.heads)

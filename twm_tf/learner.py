@@ -1,0 +1,155 @@
+"""The learner: TWM's models, their optimizers and the compiled steps that update them.
+
+    learner = Learner(config, num_actions)
+    metrics = learner.train(replay)            # world-model update, imagination, actor-critic
+    metrics = learner.pretrain_vae(replay)     # the three pretraining updates (SPEC "Schedule")
+    action = learner.act(obs)                  # the policy in the real env
+
+Each step samples its batch from the replay buffer (NumPy) and runs one tf.function with a
+fixed input signature, so nothing retraces after the first call. Every random op inside takes a
+stateless seed split from the learner's tf.random.Generator, which the checkpoint holds: a resumed
+run draws the same seeds as an uninterrupted one.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from twm_tf import checkpoint as checkpoint_lib
+from twm_tf import config as config_lib
+from twm_tf import evaluation
+from twm_tf import imagination
+from twm_tf import precision
+from twm_tf import replay as replay_lib
+from twm_tf import seeding
+from twm_tf import world_model as world_model_lib
+from twm_tf.models import actor_critic
+from twm_tf.models import observation
+
+
+def _window(batch: replay_lib.Batch) -> world_model_lib.Batch:
+    """The replay batch's fields that the world model trains on."""
+    return world_model_lib.Batch(
+        **{name: getattr(batch, name) for name in world_model_lib.Batch._fields}
+    )
+
+
+class Learner:
+    """The world model and actor-critic of one run, in config.precision, with seeded weights."""
+
+    def __init__(self, config: config_lib.Config, num_actions: int):
+        self.config = config
+        self.num_actions = num_actions
+        with precision.policy(config.precision), seeding.keras_weights(config.seed):
+            self.world_model = world_model_lib.WorldModel(config, num_actions)
+            self.world_model.build()
+            self.actor_critic = actor_critic.ActorCritic(config, num_actions)
+        # The four Keras models and their optimizers by name, as the checkpoint keys them.
+        self.models, self.optimizers = checkpoint_lib.parts(self.world_model, self.actor_critic)
+        self.generator = tf.random.Generator.from_seed(seeding.derive(config.seed, "tf"))
+        self._compile()
+
+    def seed(self) -> tf.Tensor:
+        """A fresh stateless seed [2] int64 from the learner's generator."""
+        return self.generator.make_seeds(1)[:, 0]
+
+    # ----------------------------------------------------------------- one update each
+
+    def train(self, replay: replay_lib.ReplayBuffer) -> dict:
+        """One main-loop train step on N balanced windows and M restart observations."""
+        config = self.config
+        batch = replay.sample(config.wm_batch, world_model_lib.replay_steps(config))
+        restart_obs = replay.sample_observations(config.imag_starts)
+        return self._train_step(_window(batch), restart_obs, self.seed())
+
+    def pretrain_vae(self, replay: replay_lib.ReplayBuffer) -> dict:
+        """One VAE update on single uniformly sampled observations."""
+        frames = replay.sample_observations(self.config.pretrain_obs_batch)
+        return self._pretrain_obs(frames, self.seed())
+
+    def pretrain_dynamics(self, replay: replay_lib.ReplayBuffer) -> dict:
+        """One dynamics update (VAE frozen) on uniformly sampled windows."""
+        steps = world_model_lib.replay_steps(self.config)
+        batch = replay.sample_uniform(self.config.wm_batch, steps)
+        return self._pretrain_dyn(_window(batch), self.seed())
+
+    def pretrain_actor_critic(self, replay: replay_lib.ReplayBuffer) -> dict:
+        """One critic update on real encoded sequences, the actor trained on entropy only."""
+        batch = replay.sample_uniform(self.config.imag_starts, self.config.horizon)
+        return self._pretrain_ac(_window(batch), self.seed())
+
+    def act(self, obs: np.ndarray) -> int:
+        """An action sampled from the policy on one observation [stack, size, size] uint8."""
+        return int(self._act(obs[None], self.seed())[0])
+
+    @property
+    def policy_logits(self) -> evaluation.Logits:
+        """frames [B, stack, size, size] uint8 -> action logits [B, A] (for evaluation)."""
+        return self._policy_logits
+
+    def tracing_count(self) -> int:
+        """Traces of the compiled steps so far; constant after each step's first call."""
+        steps = (self._train_step, self._pretrain_obs, self._pretrain_dyn, self._pretrain_ac)
+        return sum(step.experimental_get_tracing_count() for step in steps)
+
+    # ----------------------------------------------------------------- compiled steps
+
+    def _compile(self) -> None:
+        config, wm, ac = self.config, self.world_model, self.actor_critic
+        jit = config.jit_compile
+        size, stack = config.frame_size, config.frame_stack
+        seed_spec = tf.TensorSpec([2], tf.int64)
+        window = world_model_lib.batch_signature(
+            config, config.wm_batch, world_model_lib.window_length(config)
+        )
+        obs_spec = tf.TensorSpec([config.imag_starts, stack, size, size], tf.uint8)
+
+        @tf.function(input_signature=[window, obs_spec, seed_spec], jit_compile=jit)
+        def train_step(batch, restart_obs, seed):
+            wm_seed, starts_seed, restart_seed, rollout_seed = tf.unstack(
+                tf.random.experimental.stateless_split(seed, num=4)
+            )
+            metrics, latents = wm.train_step(batch, wm_seed)
+            starts = imagination.select_starts(latents, config.imag_starts, starts_seed)
+            restart_logits = wm.observation.encode(restart_obs)
+            restart_z = observation.sample_latent(restart_logits, restart_seed)
+            trajectory = imagination.rollout(
+                wm.dynamics, ac.actor, starts, restart_z, rollout_seed, config
+            )
+            metrics.update(ac.update(**trajectory._asdict()))
+            metrics["imagination/reward_mean"] = tf.reduce_mean(trajectory.rewards)
+            metrics["imagination/discount_mean"] = tf.reduce_mean(trajectory.discounts)
+            metrics["imagination/restarts"] = tf.reduce_mean(tf.cast(trajectory.dones, tf.float32))
+            return metrics
+
+        pretrain_obs_spec = tf.TensorSpec([config.pretrain_obs_batch, stack, size, size], tf.uint8)
+
+        @tf.function(input_signature=[pretrain_obs_spec, seed_spec], jit_compile=jit)
+        def pretrain_obs(frames, seed):
+            return wm.observation_step(frames, seed)
+
+        @tf.function(input_signature=[window, seed_spec], jit_compile=jit)
+        def pretrain_dyn(batch, seed):
+            return wm.dynamics_step(batch, seed)
+
+        ac_window = world_model_lib.batch_signature(config, config.imag_starts, config.horizon + 1)
+
+        @tf.function(input_signature=[ac_window, seed_spec], jit_compile=jit)
+        def pretrain_ac(batch, seed):
+            z = observation.sample_latent(wm.observation.encode(batch.frames), seed)
+            discounts = config.gamma * (1.0 - tf.cast(batch.terminated, tf.float32))
+            # The last step has no successor to bootstrap into: its reward and discount go.
+            return ac.update(
+                z=z,
+                actions=None,
+                rewards=tf.tanh(batch.rewards[:, :-1]),
+                discounts=discounts[:, :-1],
+                dones=batch.dones[:, :-1],
+                entropy_only=True,
+            )
+
+        self._act = evaluation.policy_function(wm.observation, ac.actor)
+        self._policy_logits = evaluation.policy_logits(wm.observation, ac.actor)
+        self._train_step = train_step
+        self._pretrain_obs = pretrain_obs
+        self._pretrain_dyn = pretrain_dyn
+        self._pretrain_ac = pretrain_ac
