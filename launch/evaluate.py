@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 
 import launch
+from twm_tf import checkpoint
 from twm_tf import evaluation
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
@@ -28,7 +29,7 @@ def main(argv):
     launch.quiet_library_logs()
     try:
         summary = evaluation.evaluate_run(_RUN_DIR.value, _EPISODES.value, _SEED.value)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, checkpoint.CheckpointMismatch) as error:
         launch.fail(error)
     print(
         json.dumps(

@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 import launch
+from twm_tf import checkpoint
 from twm_tf import export
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
@@ -26,7 +27,7 @@ def main(argv):
     launch.quiet_library_logs()
     try:
         path = export.export_from_run(_RUN_DIR.value, _OUTPUT.value, _JIT_COMPILE.value)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, checkpoint.CheckpointMismatch) as error:
         launch.fail(error)
     print(f"policy exported to {path}")
 

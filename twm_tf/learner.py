@@ -26,13 +26,6 @@ from twm_tf.models import actor_critic
 from twm_tf.models import observation
 
 
-def _window(batch: replay_lib.Batch) -> world_model_lib.Batch:
-    """The replay batch's fields that the world model trains on."""
-    return world_model_lib.Batch(
-        **{name: getattr(batch, name) for name in world_model_lib.Batch._fields}
-    )
-
-
 class Learner:
     """The world model and actor-critic of one run, in config.precision, with seeded weights."""
 
@@ -59,7 +52,7 @@ class Learner:
         config = self.config
         batch = replay.sample(config.wm_batch, world_model_lib.replay_steps(config))
         restart_obs = replay.sample_observations(config.imag_starts)
-        return self._train_step(_window(batch), restart_obs, self.seed())
+        return self._train_step(world_model_lib.Batch.from_replay(batch), restart_obs, self.seed())
 
     def pretrain_vae(self, replay: replay_lib.ReplayBuffer) -> dict:
         """One VAE update on single uniformly sampled observations."""
@@ -70,12 +63,12 @@ class Learner:
         """One dynamics update (VAE frozen) on uniformly sampled windows."""
         steps = world_model_lib.replay_steps(self.config)
         batch = replay.sample_uniform(self.config.wm_batch, steps)
-        return self._pretrain_dyn(_window(batch), self.seed())
+        return self._pretrain_dyn(world_model_lib.Batch.from_replay(batch), self.seed())
 
     def pretrain_actor_critic(self, replay: replay_lib.ReplayBuffer) -> dict:
         """One critic update on real encoded sequences, the actor trained on entropy only."""
         batch = replay.sample_uniform(self.config.imag_starts, self.config.horizon)
-        return self._pretrain_ac(_window(batch), self.seed())
+        return self._pretrain_ac(world_model_lib.Batch.from_replay(batch), self.seed())
 
     def act(self, obs: np.ndarray) -> int:
         """An action sampled from the policy on one observation [stack, size, size] uint8."""

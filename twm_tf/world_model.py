@@ -48,6 +48,11 @@ class Batch(NamedTuple):
     terminated: tf.Tensor  # [N, L] bool
     dones: tf.Tensor  # [N, L] bool, the next observation starts a new episode
 
+    @classmethod
+    def from_replay(cls, batch) -> "Batch":
+        """The fields of a replay.Batch that the world model trains on, by name."""
+        return cls(**{name: getattr(batch, name) for name in cls._fields})
+
 
 class Latents(NamedTuple):
     """What imagination needs from a world-model update (all without gradient)."""

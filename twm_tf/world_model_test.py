@@ -19,7 +19,7 @@ def _buffer(game: str, config) -> replay_lib.ReplayBuffer:
 
 
 def _window(batch: replay_lib.Batch) -> world_model_lib.Batch:
-    return world_model_lib.Batch(*batch[:5])
+    return world_model_lib.Batch.from_replay(batch)
 
 
 class WorldModelTest(testing.TestCase):

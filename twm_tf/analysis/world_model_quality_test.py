@@ -30,7 +30,7 @@ def _fit(wm: world_model_lib.WorldModel, config: config_lib.Config, updates: int
     step = tf.function(wm.train_step)
     for i in range(updates):
         batch = buffer.sample(config.wm_batch, world_model_lib.replay_steps(config))
-        step(world_model_lib.Batch(*batch[:5]), tf.constant([i, 0], tf.int64))
+        step(world_model_lib.Batch.from_replay(batch), tf.constant([i, 0], tf.int64))
 
 
 class WorldModelQualityTest(testing.TestCase):
