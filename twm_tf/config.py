@@ -26,8 +26,17 @@ FILE_NAME = "config.json"  # A run directory's resolved config (Config.save, loa
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def _field(default: Any, help_text: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_text})
+# Ranges of numeric fields, given next to each field's default (`_field(..., POSITIVE)`).
+POSITIVE, NON_NEGATIVE, UNIT = "> 0", ">= 0", "in [0, 1]"
+_IN_RANGE = {
+    POSITIVE: lambda value: value > 0,
+    NON_NEGATIVE: lambda value: value >= 0,
+    UNIT: lambda value: 0.0 <= value <= 1.0,
+}
+
+
+def _field(default: Any, help_text: str, bounds: str | None = None) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text, "bounds": bounds})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,82 +45,108 @@ class Config:
 
     # Environment (Atari 100k protocol).
     game: str = _field("Pong", "Atari game, one of the 26 Atari 100k games (envs/atari.py).")
-    frame_size: int = _field(64, "Height and width of the grayscale frames.")
-    frame_stack: int = _field(4, "Frames per observation.")
-    frame_skip: int = _field(4, "Emulator frames per agent step (max over the last 2).")
+    frame_size: int = _field(64, "Height and width of the grayscale frames.", POSITIVE)
+    frame_stack: int = _field(4, "Frames per observation.", POSITIVE)
+    frame_skip: int = _field(4, "Emulator frames per agent step (max over the last 2).", POSITIVE)
     noop_max: int = _field(
-        30, "Training resets take 1..noop_max random no-op emulator frames (0 disables)."
+        30,
+        "Training resets take 1..noop_max random no-op emulator frames (0 disables).",
+        NON_NEGATIVE,
     )
-    max_episode_steps: int = _field(27_000, "Time limit in agent steps (truncation).")
+    max_episode_steps: int = _field(27_000, "Time limit in agent steps (truncation).", POSITIVE)
 
     # Budget and schedule.
-    env_steps: int = _field(100_000, "Agent steps per run, prefill included.")
-    prefill_steps: int = _field(5_000, "Initial uniformly random steps.")
-    env_steps_per_train_step: float = _field(0.76, "Env steps per train step in the main loop.")
-    pretrain_samples: float = _field(5e7, "Pretraining budget on prefill data, in batch elements.")
-    pretrain_obs_fraction: float = _field(0.6, "Share of pretrain_samples for the VAE.")
-    pretrain_dyn_fraction: float = _field(0.3, "Share of pretrain_samples for the dynamics model.")
-    pretrain_ac_fraction: float = _field(0.1, "Share of pretrain_samples for the actor-critic.")
-    pretrain_obs_batch: int = _field(1_600, "Single-frame batch of VAE pretraining.")
+    env_steps: int = _field(100_000, "Agent steps per run, prefill included.", POSITIVE)
+    prefill_steps: int = _field(5_000, "Initial uniformly random steps.", NON_NEGATIVE)
+    env_steps_per_train_step: float = _field(
+        0.76, "Env steps per train step in the main loop.", POSITIVE
+    )
+    pretrain_samples: float = _field(
+        5e7, "Pretraining budget on prefill data, in batch elements.", NON_NEGATIVE
+    )
+    pretrain_obs_fraction: float = _field(0.6, "Share of pretrain_samples for the VAE.", UNIT)
+    pretrain_dyn_fraction: float = _field(
+        0.3, "Share of pretrain_samples for the dynamics model.", UNIT
+    )
+    pretrain_ac_fraction: float = _field(
+        0.1, "Share of pretrain_samples for the actor-critic.", UNIT
+    )
+    pretrain_obs_batch: int = _field(1_600, "Single-frame batch of VAE pretraining.", POSITIVE)
 
     # Observation model (VAE).
-    latent_vars: int = _field(32, "Categorical variables in z.")
-    latent_classes: int = _field(32, "Classes per categorical variable.")
+    latent_vars: int = _field(32, "Categorical variables in z.", POSITIVE)
+    latent_classes: int = _field(32, "Classes per categorical variable.", POSITIVE)
     encoder_channels: tuple[int, ...] = _field((48, 96, 192, 384), "Encoder conv channels.")
     encoder_hidden: tuple[int, ...] = _field((512, 512), "Encoder dense widths after flatten.")
-    decoder_hidden: int = _field(768, "Decoder dense width before the transposed convs.")
+    decoder_hidden: int = _field(768, "Decoder dense width before the transposed convs.", POSITIVE)
     decoder_channels: tuple[int, ...] = _field((192, 96, 48), "Decoder transposed-conv channels.")
 
     # Dynamics model (Transformer-XL).
-    dyn_layers: int = _field(10, "Transformer-XL layers.")
-    dyn_width: int = _field(256, "Model width.")
-    dyn_heads: int = _field(4, "Attention heads (head size = dyn_width / dyn_heads).")
-    dyn_ffn: int = _field(1_024, "Feed-forward width.")
-    dyn_dropout: float = _field(0.1, "Dropout in attention, position encodings, ffn and heads.")
-    memory_steps: int = _field(16, "Past env steps kept in the recurrence memory.")
+    dyn_layers: int = _field(10, "Transformer-XL layers.", POSITIVE)
+    dyn_width: int = _field(256, "Model width.", POSITIVE)
+    dyn_heads: int = _field(4, "Attention heads (head size = dyn_width / dyn_heads).", POSITIVE)
+    dyn_ffn: int = _field(1_024, "Feed-forward width.", POSITIVE)
+    dyn_dropout: float = _field(
+        0.1, "Dropout in attention, position encodings, ffn and heads.", UNIT
+    )
+    memory_steps: int = _field(16, "Past env steps kept in the recurrence memory.", POSITIVE)
     latent_head: tuple[int, ...] = _field((512,) * 4, "Hidden widths of the next-latent head.")
     scalar_head: tuple[int, ...] = _field((256,) * 4, "Hidden widths of reward/discount heads.")
     reward_input: bool = _field(True, "Feed reward tokens (False = 'no reward input' ablation).")
 
     # World-model training.
-    wm_batch: int = _field(100, "N: sequences per world-model batch.")
-    seq_len: int = _field(16, "l: trained steps per sequence (plus a context step before).")
+    wm_batch: int = _field(100, "N: sequences per world-model batch.", POSITIVE)
+    seq_len: int = _field(
+        16, "l: trained steps per sequence (plus a context step before).", POSITIVE
+    )
     replay_tau: float = _field(20.0, "Balanced-sampling temperature; inf = uniform.")
-    alpha1: float = _field(5.0, "Weight of the thresholded latent-entropy regularizer.")
-    entropy_threshold_z: float = _field(0.1, "Gamma_z: normalized latent-entropy threshold.")
-    alpha2: float = _field(0.01, "Weight of the consistency cross-entropy.")
-    beta1: float = _field(10.0, "Weight of the reward NLL.")
-    beta2: float = _field(50.0, "Weight of the discount NLL.")
-    obs_lr: float = _field(1e-4, "VAE Adam learning rate.")
-    dyn_lr: float = _field(1e-4, "Dynamics Adam learning rate.")
-    wm_clip: float = _field(100.0, "Global-norm gradient clip of both world-model optimizers.")
+    alpha1: float = _field(
+        5.0, "Weight of the thresholded latent-entropy regularizer.", NON_NEGATIVE
+    )
+    entropy_threshold_z: float = _field(0.1, "Gamma_z: normalized latent-entropy threshold.", UNIT)
+    alpha2: float = _field(0.01, "Weight of the consistency cross-entropy.", NON_NEGATIVE)
+    beta1: float = _field(10.0, "Weight of the reward NLL.", NON_NEGATIVE)
+    beta2: float = _field(50.0, "Weight of the discount NLL.", NON_NEGATIVE)
+    obs_lr: float = _field(1e-4, "VAE Adam learning rate.", POSITIVE)
+    dyn_lr: float = _field(1e-4, "Dynamics Adam learning rate.", POSITIVE)
+    wm_clip: float = _field(
+        100.0, "Global-norm gradient clip of both world-model optimizers.", POSITIVE
+    )
 
     # Actor-critic and imagination.
     ac_hidden: tuple[int, ...] = _field((512,) * 4, "Hidden widths of actor and critic.")
-    imag_starts: int = _field(400, "M: imagination starts per batch.")
-    horizon: int = _field(15, "H: imagined steps per rollout.")
-    restart_threshold: float = _field(0.1, "Restart rollouts whose discount product falls below.")
-    gamma: float = _field(0.99, "Discount factor.")
-    lam: float = _field(0.95, "GAE lambda.")
-    entropy_coef: float = _field(0.01, "eta: weight of the thresholded policy-entropy loss.")
-    entropy_threshold: float = _field(0.1, "Gamma: normalized policy-entropy threshold.")
-    actor_lr: float = _field(1e-4, "Actor Adam learning rate.")
-    critic_lr: float = _field(1e-5, "Critic Adam learning rate.")
-    ac_clip: float = _field(1.0, "Global-norm gradient clip of actor and critic.")
+    imag_starts: int = _field(400, "M: imagination starts per batch.", POSITIVE)
+    horizon: int = _field(15, "H: imagined steps per rollout.", POSITIVE)
+    restart_threshold: float = _field(
+        0.1, "Restart rollouts whose discount product falls below.", UNIT
+    )
+    gamma: float = _field(0.99, "Discount factor.", UNIT)
+    lam: float = _field(0.95, "GAE lambda.", UNIT)
+    entropy_coef: float = _field(
+        0.01, "eta: weight of the thresholded policy-entropy loss.", NON_NEGATIVE
+    )
+    entropy_threshold: float = _field(0.1, "Gamma: normalized policy-entropy threshold.", UNIT)
+    actor_lr: float = _field(1e-4, "Actor Adam learning rate.", POSITIVE)
+    critic_lr: float = _field(1e-5, "Critic Adam learning rate.", POSITIVE)
+    ac_clip: float = _field(1.0, "Global-norm gradient clip of actor and critic.", POSITIVE)
 
     # Shared optimizer settings.
-    adam_eps: float = _field(1e-5, "Adam epsilon of every optimizer.")
-    weight_decay: float = _field(1e-6, "Decoupled weight decay of every optimizer.")
+    adam_eps: float = _field(1e-5, "Adam epsilon of every optimizer.", POSITIVE)
+    weight_decay: float = _field(1e-6, "Decoupled weight decay of every optimizer.", NON_NEGATIVE)
     max_skipped_updates: int = _field(
-        10, "Consecutive train steps with a non-finite (skipped) update before the run stops."
+        10,
+        "Consecutive train steps with a non-finite (skipped) update before the run stops.",
+        POSITIVE,
     )
 
     # Evaluation, logging, runtime.
-    eval_every: int = _field(5_000, "Env steps between intermediate evaluations (0 = none).")
-    eval_episodes_interim: int = _field(10, "Episodes per intermediate evaluation.")
-    eval_episodes: int = _field(100, "Episodes of the final evaluation.")
-    checkpoint_every: int = _field(5_000, "Env steps between checkpoints.")
-    log_every: int = _field(500, "Env steps between TensorBoard summaries.")
+    eval_every: int = _field(
+        5_000, "Env steps between intermediate evaluations (0 = none).", NON_NEGATIVE
+    )
+    eval_episodes_interim: int = _field(10, "Episodes per intermediate evaluation.", NON_NEGATIVE)
+    eval_episodes: int = _field(100, "Episodes of the final evaluation.", POSITIVE)
+    checkpoint_every: int = _field(5_000, "Env steps between checkpoints.", POSITIVE)
+    log_every: int = _field(500, "Env steps between TensorBoard summaries.", POSITIVE)
     seed: int = _field(0, "Seed of every random number generator.")
     jit_compile: bool = _field(False, "XLA-compile the train steps (measure: oneDNN wins on CPU).")
     precision: str = _field(
@@ -191,30 +226,10 @@ def validate(config: Config) -> None:
             if not math.isfinite(value) and f.name != "replay_tau":
                 _fail(f.name, "finite", value)
 
-    positive = (
-        "frame_size frame_stack frame_skip max_episode_steps env_steps latent_vars "
-        "latent_classes decoder_hidden dyn_layers dyn_width dyn_heads dyn_ffn memory_steps "
-        "wm_batch seq_len imag_starts horizon obs_lr dyn_lr actor_lr critic_lr adam_eps wm_clip "
-        "ac_clip env_steps_per_train_step pretrain_obs_batch eval_episodes checkpoint_every "
-        "log_every max_skipped_updates"
-    ).split()
-    for name in positive:
-        if getattr(config, name) <= 0:
-            _fail(name, "> 0", getattr(config, name))
-    non_negative = (
-        "noop_max prefill_steps pretrain_samples alpha1 alpha2 beta1 beta2 entropy_coef "
-        "weight_decay eval_every eval_episodes_interim"
-    ).split()
-    for name in non_negative:
-        if getattr(config, name) < 0:
-            _fail(name, ">= 0", getattr(config, name))
-    unit = (
-        "dyn_dropout entropy_threshold entropy_threshold_z gamma lam restart_threshold "
-        "pretrain_obs_fraction pretrain_dyn_fraction pretrain_ac_fraction"
-    ).split()
-    for name in unit:
-        if not 0.0 <= getattr(config, name) <= 1.0:
-            _fail(name, "in [0, 1]", getattr(config, name))
+    for f in dataclasses.fields(config):
+        bounds = f.metadata["bounds"]
+        if bounds is not None and not _IN_RANGE[bounds](getattr(config, f.name)):
+            _fail(f.name, bounds, getattr(config, f.name))
     if config.dyn_dropout >= 1.0:
         _fail("dyn_dropout", "< 1", config.dyn_dropout)
     if config.game not in games.GAMES:
@@ -383,7 +398,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     for f in dataclasses.fields(Config):
         name = _FIELD_FLAGS + f.name
-        help_text = f.metadata["help"] + f" (paper: {f.default})"
+        bounds = f" {f.metadata['bounds']}" if f.metadata["bounds"] else ""
+        help_text = f.metadata["help"] + f" (paper: {f.default}{';' if bounds else ''}{bounds})"
         kind = type(f.default)
         if kind is bool:
             flags.DEFINE_bool(name, None, help_text, flag_values=flag_values)
