@@ -110,8 +110,13 @@ def discount_weights(discounts: tf.Tensor, restarts: tf.Tensor) -> tf.Tensor:
     keep = 1.0 - tf.cast(restarts, tf.float32)
     # The discount before step 0 is 1, so w_0 = 1 whatever restarts[:, 0] says.
     previous_discounts = tf.concat([tf.ones_like(discounts[:, :1]), discounts[:, :-1]], axis=1)
+
+    def weight(previous_weight, step):
+        previous_discount, keep_t = step  # [M] each
+        return keep_t * previous_weight * previous_discount + (1.0 - keep_t)
+
     weights = tf.scan(
-        lambda previous, inputs: inputs[1] * previous * inputs[0] + (1.0 - inputs[1]),
+        weight,
         (tf.transpose(previous_discounts), tf.transpose(keep)),  # [H, M] each
         initializer=tf.ones_like(discounts[:, 0]),
     )
@@ -153,8 +158,13 @@ def lambda_returns(
     values = tf.convert_to_tensor(values, tf.float32)
     discounts = tf.convert_to_tensor(discounts, tf.float32) * (1.0 - tf.cast(dones, tf.float32))
     deltas = rewards + discounts * values[:, 1:] - values[:, :-1]  # [M, H]
+
+    def advantage(next_advantage, step):
+        delta, lam_discount = step  # [M] each
+        return delta + lam_discount * next_advantage
+
     advantages = tf.scan(
-        lambda next_advantage, inputs: inputs[0] + inputs[1] * next_advantage,
+        advantage,
         (tf.transpose(deltas), tf.transpose(lam * discounts)),  # [H, M] each
         initializer=tf.zeros_like(deltas[:, 0]),
         reverse=True,
