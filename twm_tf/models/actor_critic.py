@@ -8,6 +8,7 @@ import tensorflow as tf
 from twm_tf import config as config_lib
 from twm_tf import gumbel
 from twm_tf import optimizer
+from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
 
 
@@ -174,28 +175,6 @@ def lambda_returns(
     return tf.stop_gradient(advantages), tf.stop_gradient(returns)
 
 
-def _entropy(logits: tf.Tensor) -> tf.Tensor:
-    """Entropy in nats [...] of the categorical with logits [..., A]."""
-    log_probs = tf.nn.log_softmax(logits)
-    return -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
-
-
-def thresholded_entropy_loss(entropy: tf.Tensor, num_actions: int, threshold: float) -> tf.Tensor:
-    """max(0, threshold - entropy / ln(num_actions)): pushes the normalized entropy up to threshold.
-
-    Args:
-        entropy: policy entropy in nats (any shape, typically the weighted batch mean).
-        num_actions: size of the action set (>= 2); ln of it is the maximum entropy.
-        threshold: normalized entropy in [0, 1] above which the loss is 0.
-
-    Returns:
-        The loss, same shape as `entropy`.
-    """
-    if num_actions < 2:
-        raise ValueError(f"num_actions must be >= 2, got {num_actions}")
-    return tf.nn.relu(threshold - entropy / math.log(num_actions))
-
-
 def actor_loss(
     logits: tf.Tensor,
     actions: tf.Tensor,
@@ -224,9 +203,11 @@ def actor_loss(
         labels=tf.cast(actions, tf.int32), logits=logits
     )  # [M, H]
     reinforce = tf.reduce_mean(weights * log_prob * advantages)
-    entropy = tf.reduce_mean(weights * _entropy(logits))
+    entropy = tf.reduce_mean(weights * entropy_lib.categorical_entropy(logits))
     num_actions = logits.shape[-1]
-    entropy_loss = thresholded_entropy_loss(entropy, num_actions, config.entropy_threshold)
+    entropy_loss = entropy_lib.thresholded_entropy_loss(
+        entropy, num_actions, config.entropy_threshold
+    )
     loss = -reinforce + config.entropy_coef * entropy_loss
     metrics = {
         "actor/loss": loss,
@@ -257,7 +238,7 @@ def entropy_actor_loss(
         (loss, metrics) with scalar loss.
     """
     num_actions = logits.shape[-1]
-    entropy = tf.reduce_mean(tf.stop_gradient(weights) * _entropy(logits))
+    entropy = tf.reduce_mean(tf.stop_gradient(weights) * entropy_lib.categorical_entropy(logits))
     normalized = entropy / math.log(num_actions)
     loss = -config.entropy_coef * normalized
     metrics = {

@@ -11,6 +11,7 @@ from absl.testing import parameterized
 from twm_tf import config as config_lib
 from twm_tf import testing
 from twm_tf.models import actor_critic as ac_lib
+from twm_tf.models import entropy as entropy_lib
 
 # Two rollouts of H = 6. Row 0 predicts an episode end (discount 0) at step 2 and keeps going;
 # row 1 is cut after step 3 (restart at step 4).
@@ -118,13 +119,13 @@ class LossesTest(testing.TestCase):
     def test_thresholded_entropy_loss(self, entropy, num_actions, threshold, loss, grad):
         entropy = tf.Variable(entropy)
         with tf.GradientTape() as tape:
-            value = ac_lib.thresholded_entropy_loss(entropy, num_actions, threshold)
+            value = entropy_lib.thresholded_entropy_loss(entropy, num_actions, threshold)
         self.assertAllClose(value, loss)
         self.assertAllClose(tape.gradient(value, entropy), grad)
 
     def test_thresholded_entropy_loss_is_linear_below_threshold(self):
         entropies = tf.linspace(0.0, 0.1 * math.log(6), 5)
-        losses = ac_lib.thresholded_entropy_loss(entropies, 6, 0.1)
+        losses = entropy_lib.thresholded_entropy_loss(entropies, 6, 0.1)
         self.assertAllClose(losses, 0.1 - entropies / math.log(6))
 
     def test_actor_loss_hand_computed(self):

@@ -8,6 +8,7 @@ import tensorflow_probability as tfp
 
 from twm_tf import config as config_lib
 from twm_tf import gumbel
+from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
 
 tfd = tfp.distributions
@@ -318,11 +319,12 @@ def observation_loss(
     recon = 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(error), axis=[-3, -2, -1]))
 
     log_q = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # [..., V, C]
-    q = tf.exp(log_q)
-    entropy = tf.reduce_mean(-tf.reduce_sum(q * log_q, axis=[-2, -1]))
+    entropy = tf.reduce_mean(-tf.reduce_sum(tf.exp(log_q) * log_q, axis=[-2, -1]))
     num_vars, num_classes = logits.shape[-2], logits.shape[-1]
     norm_entropy = entropy / (num_vars * math.log(num_classes))
-    entropy_loss = tf.nn.relu(config.entropy_threshold_z - norm_entropy)
+    entropy_loss = entropy_lib.thresholded_entropy_loss(
+        entropy, num_classes, config.entropy_threshold_z, num_vars
+    )
     total = recon + config.alpha1 * entropy_loss
 
     metrics = {
