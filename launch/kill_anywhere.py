@@ -20,6 +20,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import faults
 from twm_tf import replay_file
 from twm_tf import run_dir as run_dir_lib
@@ -82,8 +83,7 @@ def final_state(run_dir: str) -> dict:
         for key in reader.get_variable_to_shape_map()
         if not key.startswith("save_counter") and key != "_CHECKPOINTABLE_OBJECT_GRAPH"
     }
-    number = checkpoint.rsplit("-", 1)[1]
-    header, arrays = replay_file.read(os.path.join(directory, f"replay-{number}.bin"))
+    header, arrays = replay_file.read(checkpoint_lib.replay_path(checkpoint))
     return {"tensors": tensors, "replay_header": header, "replay": arrays, "run_dir": run_dir}
 
 

@@ -160,6 +160,12 @@ def locate(run_dir: str) -> tuple[config_lib.Config, str]:
     return config, checkpoint
 
 
+def replay_path(checkpoint_path: str) -> str:
+    """The replay file saved with checkpoint `<dir>/ckpt-N`: `<dir>/replay-N.bin`."""
+    directory, name = os.path.split(checkpoint_path)
+    return os.path.join(directory, f"replay-{name.rsplit('-', 1)[1]}.bin")
+
+
 class Saver:
     """Saves and restores a run's checkpoint together with its replay buffer.
 
@@ -177,9 +183,6 @@ class Saver:
     def latest(self) -> str | None:
         return self.manager.latest_checkpoint
 
-    def _replay_path(self, checkpoint_path: str) -> str:
-        return os.path.join(self.directory, f"replay-{checkpoint_path.rsplit('-', 1)[1]}.bin")
-
     def save(self) -> str:
         """Writes the replay buffer, then the checkpoint that names it; keeps the two newest.
 
@@ -188,22 +191,22 @@ class Saver:
             checkpoint and its replay file are untouched, and nothing of this save is left.
         """
         number = int(self.checkpoint.save_counter.numpy()) + 1
-        replay_path = os.path.join(self.directory, f"replay-{number}.bin")
+        replay_file = replay_path(os.path.join(self.directory, f"ckpt-{number}"))
         try:
             os.makedirs(self.directory, exist_ok=True)
-            self.replay.save(replay_path)
+            self.replay.save(replay_file)
             faults.point("checkpoint_write")
             path = self.manager.save(checkpoint_number=number)
         except (OSError, tf.errors.OpError) as error:
-            if os.path.exists(replay_path):
-                os.remove(replay_path)  # Not named by any checkpoint; frees the space.
+            if os.path.exists(replay_file):
+                os.remove(replay_file)  # Not named by any checkpoint; frees the space.
             raise SaveFailed(
                 f"saving checkpoint {number} in {self.directory} failed ({error}); the previous "
                 f"checkpoint ({self.latest}) is intact: free space and run the same command to "
                 "resume from it"
             ) from error
         faults.point("after_checkpoint")
-        keep = {os.path.basename(self._replay_path(p)) for p in self.manager.checkpoints}
+        keep = {os.path.basename(replay_path(p)) for p in self.manager.checkpoints}
         for name in os.listdir(self.directory):
             if name.startswith("replay-") and name not in keep:
                 os.remove(os.path.join(self.directory, name))
@@ -224,7 +227,7 @@ class Saver:
         for path in candidates:
             try:
                 check_models(path, **self._models)
-                self.replay.load(self._replay_path(path))
+                self.replay.load(replay_path(path))
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except (CheckpointMismatch, run_dir_lib.RunDirError):
                 raise  # Not damage: the code or the seed derivation differs.
