@@ -46,6 +46,7 @@ from twm_tf import precision
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
+from twm_tf.models import distributions
 
 _SECTIONS = ["world_model", "imagination", "policy", "train_step", "evaluation"]
 _ONLY = flags.DEFINE_multi_enum("only", _SECTIONS, _SECTIONS, "Benchmarks to run.")
@@ -127,7 +128,7 @@ def bench_world_model(config, wm, rng) -> dict:
 def bench_imagination(config, wm, ac, rng) -> dict:
     size = config.frame_size
     latents = world_model_lib.Latents(
-        z=observation.latent_mode(
+        z=distributions.latent_mode(
             tf.random.normal(
                 [
                     config.wm_batch,
@@ -159,7 +160,7 @@ def bench_imagination(config, wm, ac, rng) -> dict:
         def run(seed):
             seeds = tf.random.experimental.stateless_split(seed, num=3)
             starts = imagination.select_starts(latents, cfg.imag_starts, seeds[0])
-            restart_z = observation.sample_latent(wm.observation.encode(restart_obs), seeds[1])
+            restart_z = distributions.sample_latent(wm.observation.encode(restart_obs), seeds[1])
             trajectory = imagination.rollout(
                 wm.dynamics, ac.actor, starts, restart_z, seeds[2], cfg
             )
@@ -194,8 +195,8 @@ def bench_policy(config) -> dict:
 
     @tf.function
     def act(frames, seed):
-        return actor_critic.sample_actions(
-            actor(observation.latent_mode(obs_model.encode(frames))), seed
+        return distributions.sample_actions(
+            actor(distributions.latent_mode(obs_model.encode(frames))), seed
         )
 
     seed = tf.constant([0, 1], tf.int64)

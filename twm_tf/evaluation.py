@@ -22,6 +22,7 @@ from twm_tf import seeding
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
+from twm_tf.models import distributions
 
 
 def reference_scores() -> dict[str, dict[str, float]]:
@@ -150,7 +151,7 @@ def policy_logits(obs_model: observation.ObservationModel, actor: actor_critic.A
 
     @tf.function(input_signature=[frames_spec])
     def logits(frames):
-        return tf.cast(actor(observation.latent_mode(obs_model.encode(frames))), tf.float32)
+        return tf.cast(actor(distributions.latent_mode(obs_model.encode(frames))), tf.float32)
 
     return logits
 
@@ -163,7 +164,7 @@ def policy_function(
 
     @tf.function(input_signature=[*logits.input_signature, tf.TensorSpec([2], tf.int64)])
     def act(frames, seed):
-        return actor_critic.sample_actions(logits(frames), seed)
+        return distributions.sample_actions(logits(frames), seed)
 
     return act
 

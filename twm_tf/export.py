@@ -39,6 +39,7 @@ from twm_tf import run_dir as run_dir_lib
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
+from twm_tf.models import distributions
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1  # Of the signatures and metadata; bump on any change play.py must know about.
@@ -82,12 +83,12 @@ class PolicyModule(tf.Module):
 
     def _logits(self, frames: tf.Tensor) -> tf.Tensor:
         """Returns the action logits [B, A] of frames [B, S, 64, 64] uint8."""
-        z = observation.latent_mode(self.encoder(frames))  # [B, V, C]
+        z = distributions.latent_mode(self.encoder(frames))  # [B, V, C]
         return self.actor(z)
 
     def _sample(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = self.logits(frames)
-        action = actor_critic.sample_actions(logits, self.generator.make_seeds(1)[:, 0])
+        action = distributions.sample_actions(logits, self.generator.make_seeds(1)[:, 0])
         return {"action": action, "probs": tf.nn.softmax(logits)}
 
     def _greedy(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -19,6 +19,7 @@ from twm_tf import testing
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
+from twm_tf.models import distributions
 
 _PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 _SPEC_TEXT = "TensorSpec(shape=(None, 4, 64, 64), dtype=tf.uint8, name='frames')"
@@ -47,7 +48,7 @@ def _saved_logits(path: str, frames: np.ndarray) -> np.ndarray:
 
 def _probs(wm: world_model_lib.WorldModel, ac: actor_critic.ActorCritic, frames) -> np.ndarray:
     """The in-memory policy: softmax of the actor on the mode of z."""
-    z = observation.latent_mode(wm.observation.encode(tf.constant(frames)))
+    z = distributions.latent_mode(wm.observation.encode(tf.constant(frames)))
     return tf.nn.softmax(ac.actor(z)).numpy()
 
 

@@ -21,7 +21,7 @@ from twm_tf import config as config_lib
 from twm_tf import gumbel
 from twm_tf.models import actor_critic
 from twm_tf.models import dynamics
-from twm_tf.models import observation
+from twm_tf.models import distributions
 
 
 class Trajectory(NamedTuple):
@@ -114,10 +114,10 @@ def rollout(
     )
 
     def body(t, cache, z, prev_reward, reset, product, arrays):
-        action = actor_critic.sample_actions(actor(z), seeds[3 * t])
+        action = distributions.sample_actions(actor(z), seeds[3 * t])
         out, cache = dynamics_model.step(cache, z, action, prev_reward, reset=reset)
-        next_z = observation.sample_latent(out.next_logits, seeds[3 * t + 1])
-        discount = tf.sigmoid(out.discount_logit)
+        next_z = distributions.sample_latent(out.next_logits, seeds[3 * t + 1])
+        discount = distributions.discount(out.discount_logit).mean()
         product = product * discount
         done = product < config.restart_threshold
         arrays = Trajectory(

@@ -10,7 +10,7 @@ from twm_tf import testing
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 from twm_tf.models import dynamics
-from twm_tf.models import observation
+from twm_tf.models import distributions
 
 NUM_ACTIONS = 3
 
@@ -38,7 +38,7 @@ def _reference(model, actor, starts, restart_z, seed, config):
     product = tf.ones([z.shape[0]])
     records = []
     for t in range(config.horizon):
-        action = actor_critic.sample_actions(actor(z), seeds[3 * t])
+        action = distributions.sample_actions(actor(z), seeds[3 * t])
         zs.append(z)
         actions.append(action)
         # The reward and done of step t are not inputs of its own prediction (read at a_t).
@@ -50,7 +50,7 @@ def _reference(model, actor, starts, restart_z, seed, config):
         )
         next_logits, reward = out.next_logits[:, -1], out.reward[:, -1]
         discount = tf.sigmoid(out.discount_logit[:, -1])
-        next_z = observation.sample_latent(next_logits, seeds[3 * t + 1])
+        next_z = distributions.sample_latent(next_logits, seeds[3 * t + 1])
         product *= discount
         done = product < config.restart_threshold
         records.append((action, reward, discount, done))

@@ -23,7 +23,7 @@ from twm_tf import replay as replay_lib
 from twm_tf import seeding
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
-from twm_tf.models import observation
+from twm_tf.models import distributions
 
 
 class Learner:
@@ -104,7 +104,7 @@ class Learner:
             metrics, latents = wm.train_step(batch, wm_seed)
             starts = imagination.select_starts(latents, config.imag_starts, starts_seed)
             restart_logits = wm.observation.encode(restart_obs)
-            restart_z = observation.sample_latent(restart_logits, restart_seed)
+            restart_z = distributions.sample_latent(restart_logits, restart_seed)
             trajectory = imagination.rollout(
                 wm.dynamics, ac.actor, starts, restart_z, rollout_seed, config
             )
@@ -128,7 +128,7 @@ class Learner:
 
         @tf.function(input_signature=[ac_window, seed_spec], jit_compile=jit)
         def pretrain_ac(batch, seed):
-            z = observation.sample_latent(wm.observation.encode(batch.frames), seed)
+            z = distributions.sample_latent(wm.observation.encode(batch.frames), seed)
             discounts = config.gamma * (1.0 - tf.cast(batch.terminated, tf.float32))
             # The last step has no successor to bootstrap into: its reward and discount go.
             return ac.update(

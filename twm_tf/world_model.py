@@ -27,6 +27,7 @@ from twm_tf import config as config_lib
 from twm_tf import optimizer
 from twm_tf.models import dynamics
 from twm_tf.models import observation
+from twm_tf.models import distributions
 
 
 def replay_steps(config: config_lib.Config) -> int:
@@ -93,9 +94,11 @@ class WorldModel(tf.Module):
         size, stack = config.frame_size, config.frame_stack
         frames = tf.zeros([1, 2, stack, size, size], tf.uint8)
         logits = self.observation.encode(frames)
-        self.observation.decode(observation.latent_mode(logits))
+        self.observation.decode(distributions.latent_mode(logits))
         zeros = tf.zeros([1, 2])
-        self.dynamics(observation.latent_mode(logits), tf.zeros([1, 2], tf.int32), zeros, zeros > 0)
+        self.dynamics(
+            distributions.latent_mode(logits), tf.zeros([1, 2], tf.int32), zeros, zeros > 0
+        )
         self.obs_optimizer.build(self.observation.trainable_variables)
         self.dyn_optimizer.build(self.dynamics.trainable_variables)
 
@@ -139,7 +142,7 @@ class WorldModel(tf.Module):
         edges = tf.concat([frames[:, :1], frames[:, -1:]], axis=1)
         edge_logits = tf.stop_gradient(self.observation.encode(edges))
         logits = tf.concat([edge_logits[:, :1], trained_logits, edge_logits[:, 1:]], axis=1)
-        z = observation.sample_latent(logits, seed)  # [N, L, V, C]
+        z = distributions.sample_latent(logits, seed)  # [N, L, V, C]
         reconstruction = self.observation.decode(z[:, 1:-1], training=training)
         z_input = tf.stop_gradient(z)
         rewards = tf.tanh(batch.rewards)
@@ -177,7 +180,7 @@ class WorldModel(tf.Module):
 
         def loss_fn():
             logits = self.observation.encode(frames, training=True)
-            z = observation.sample_latent(logits, seed)
+            z = distributions.sample_latent(logits, seed)
             reconstruction = self.observation.decode(z, training=True)
             return observation.observation_loss(frames, reconstruction, logits, None, self.config)
 
@@ -186,7 +189,7 @@ class WorldModel(tf.Module):
     def dynamics_step(self, batch: Batch, seed: tf.Tensor) -> dict:
         """Dynamics-only update on windows, the VAE fixed (pretraining; no decoder pass)."""
         logits = self.observation.encode(batch.frames)
-        z = tf.stop_gradient(observation.sample_latent(logits, seed))
+        z = tf.stop_gradient(distributions.sample_latent(logits, seed))
 
         def loss_fn():
             loss, metrics, _ = self._dynamics_losses(

@@ -26,9 +26,8 @@ from twm_tf import evaluation
 from twm_tf.analysis import restore
 from twm_tf.analysis import world_model_quality
 from twm_tf.envs import atari
-from twm_tf.models import actor_critic
 from twm_tf.models import dynamics as dynamics_lib
-from twm_tf.models import observation
+from twm_tf.models import distributions
 
 
 class Dream(NamedTuple):
@@ -115,29 +114,31 @@ def imagine(
     keep = slice(max(len(context.actions) - config.memory_steps, 0), None)
     rewards = np.tanh(context.rewards[keep]).astype(np.float32)
     if len(rewards):
-        z_context = observation.latent_mode(wm.observation.encode(context.obs[keep]))
+        z_context = distributions.latent_mode(wm.observation.encode(context.obs[keep]))
         _, cache = dynamics.prefill(
             z_context[None], context.actions[None, keep], rewards[None], context.dones[None, keep]
         )
         prev_reward, reset = rewards[-1:], context.dones[-1:]
     else:
         cache, prev_reward, reset = dynamics.initial_cache(1), np.zeros(1, np.float32), [True]
-    z = observation.latent_mode(wm.observation.encode(start_obs[None]))  # [1, V, C]
+    z = distributions.latent_mode(wm.observation.encode(start_obs[None]))  # [1, V, C]
     seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2 * steps)
     states, actions, predicted, attention = [z], [], [], []
     for k in range(steps):
-        action = actor_critic.sample_actions(run.actor(z), seeds[2 * k])
+        action = distributions.sample_actions(run.actor(z), seeds[2 * k])
         out, cache = dynamics.step(
             cache, z, action, prev_reward, np.asarray(reset), return_attention=True
         )
         if latent == "mode":
-            z = observation.latent_mode(out.next_logits)
+            z = distributions.latent_mode(out.next_logits)
         else:
-            z = observation.sample_latent(out.next_logits, seeds[2 * k + 1])
+            z = distributions.sample_latent(out.next_logits, seeds[2 * k + 1])
         prev_reward, reset = out.reward, [False]
         states.append(z)
         actions.append(int(action[0]))
-        predicted.append((float(out.reward[0]), float(tf.sigmoid(out.discount_logit[0]))))
+        predicted.append(
+            (float(out.reward[0]), float(distributions.discount(out.discount_logit[0]).mean()))
+        )
         # Per layer [1, heads, K, L + K]; the action token is the last query.
         attention.append(np.stack([np.asarray(w[0, :, -1]) for w in out.attention]))
     imagined = _newest_frame(wm.observation.decode(tf.concat(states, axis=0)))

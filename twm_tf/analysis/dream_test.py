@@ -16,7 +16,7 @@ from twm_tf.analysis import dream
 from twm_tf.analysis import restore
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
-from twm_tf.models import observation
+from twm_tf.models import distributions
 
 _PONG_ACTIONS = 6
 _STEPS = 5
@@ -71,7 +71,7 @@ class DreamTest(testing.TestCase):
         d = dream.imagine(run, context, start_obs, _STEPS, seed=4, latent="mode")
         m = config.memory_steps
         obs_model, dynamics = run.world_model.observation, run.world_model.dynamics
-        z_context = observation.latent_mode(obs_model.encode(context.obs[-m:])).numpy()
+        z_context = distributions.latent_mode(obs_model.encode(context.obs[-m:])).numpy()
         z = np.concatenate([z_context, d.latents[:-1]])[None]  # [1, M + H, V, C]
         actions = np.concatenate([context.actions[-m:], d.actions])[None]
         rewards = np.concatenate([np.tanh(context.rewards[-m:]), d.rewards])[None]

@@ -29,6 +29,7 @@ from twm_tf import world_model as world_model_lib
 from twm_tf.analysis import restore
 from twm_tf.envs import atari
 from twm_tf.models import observation
+from twm_tf.models import distributions
 
 _CHUNK = 64  # Starts per batched rollout and frames per encoder/decoder call.
 
@@ -133,7 +134,7 @@ def open_loop(
         raise ValueError(
             f"need at least memory_steps + horizon + 1 = {context + horizon + 1} steps, got {total}"
         )
-    z_real = observation.latent_mode(logits).numpy()  # [T, V, C]
+    z_real = distributions.latent_mode(logits).numpy()  # [T, V, C]
     rewards = np.tanh(data.rewards).astype(np.float32)
     starts = np.arange(context, total - horizon)
     outputs = []
@@ -148,11 +149,15 @@ def open_loop(
         for k in range(horizon):
             out, cache = dynamics.step(cache, z, data.actions[s + k], prev_reward, reset)
             if latent == "mode":
-                z = observation.latent_mode(out.next_logits)
+                z = distributions.latent_mode(out.next_logits)
             else:
-                z = observation.sample_latent(out.next_logits, tf.constant([seed, first * 997 + k]))
+                z = distributions.sample_latent(
+                    out.next_logits, tf.constant([seed, first * 997 + k])
+                )
             prev_reward, reset = out.reward, np.zeros(len(s), bool)
-            steps.append((out.next_logits, z, out.reward, tf.sigmoid(out.discount_logit)))
+            steps.append(
+                (out.next_logits, z, out.reward, distributions.discount(out.discount_logit).mean())
+            )
         outputs.append([np.stack([np.asarray(x[i]) for x in steps], axis=1) for i in range(4)])
     fields = [np.concatenate([o[i] for o in outputs]) for i in range(4)]
     return Predictions(starts, *fields)
@@ -181,7 +186,7 @@ def horizon_metrics(
     q = np.exp(log_q)
     classes = logits.argmax(-1)  # [T, V]
     frames = data.obs.astype(np.float32) / 255.0
-    posterior = _decode(obs_model, observation.latent_mode(logits).numpy())  # [T, S, 64, 64]
+    posterior = _decode(obs_model, distributions.latent_mode(logits).numpy())  # [T, S, 64, 64]
     rewards = np.tanh(data.rewards)
     done_before = np.concatenate([[0], np.cumsum(data.dones)])  # dones in steps < t
     mean_reward = float(rewards.mean())

@@ -16,7 +16,7 @@ from twm_tf import world_model as world_model_lib
 from twm_tf.analysis import restore
 from twm_tf.analysis import world_model_quality
 from twm_tf.models import actor_critic
-from twm_tf.models import observation
+from twm_tf.models import distributions
 
 _HORIZON = 3
 _BREAKOUT_ACTIONS = 4
@@ -95,7 +95,7 @@ class WorldModelQualityTest(testing.TestCase):
         s, c = 150, self.config.memory_steps
         window = slice(s - c, s + 1)
         out = wm.dynamics(
-            observation.latent_mode(logits[None, window]),
+            distributions.latent_mode(logits[None, window]),
             self.data.actions[None, window],
             np.tanh(self.data.rewards[None, window]),
             self.data.dones[None, window],

@@ -6,10 +6,10 @@ import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
-from twm_tf import gumbel
 from twm_tf import optimizer
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
+from twm_tf.models import distributions
 
 
 class _LatentMlp(keras.Model):
@@ -199,11 +199,10 @@ def actor_loss(
     """
     advantages = tf.stop_gradient(advantages)
     weights = tf.stop_gradient(weights)
-    log_prob = -tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(actions, tf.int32), logits=logits
-    )  # [M, H]
+    policy = distributions.policy(logits)
+    log_prob = policy.log_prob(tf.cast(actions, tf.int32))  # [M, H]
     reinforce = tf.reduce_mean(weights * log_prob * advantages)
-    entropy = tf.reduce_mean(weights * entropy_lib.categorical_entropy(logits))
+    entropy = tf.reduce_mean(weights * policy.entropy())
     num_actions = logits.shape[-1]
     entropy_loss = entropy_lib.thresholded_entropy_loss(
         entropy, num_actions, config.entropy_threshold
@@ -238,7 +237,7 @@ def entropy_actor_loss(
         (loss, metrics) with scalar loss.
     """
     num_actions = logits.shape[-1]
-    entropy = tf.reduce_mean(tf.stop_gradient(weights) * entropy_lib.categorical_entropy(logits))
+    entropy = tf.reduce_mean(tf.stop_gradient(weights) * distributions.policy(logits).entropy())
     normalized = entropy / math.log(num_actions)
     loss = -config.entropy_coef * normalized
     metrics = {
@@ -272,16 +271,6 @@ def critic_loss(
         "critic/abs_error": tf.reduce_mean(tf.abs(errors)),
     }
     return loss, metrics
-
-
-def sample_actions(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Draws one action per row of logits [B, A] with a [2] int stateless seed: [B] int32.
-
-    Gumbel-max rather than tf.random.stateless_categorical, which has no XLA kernel for int64
-    seeds: the whole train step stays compilable with config.jit_compile.
-    """
-    noisy = tf.cast(logits, tf.float32) + gumbel.noise(tf.shape(logits), seed)
-    return tf.argmax(noisy, axis=-1, output_type=tf.int32)
 
 
 class ActorCritic(tf.Module):

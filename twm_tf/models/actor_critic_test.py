@@ -12,6 +12,7 @@ from twm_tf import config as config_lib
 from twm_tf import testing
 from twm_tf.models import actor_critic as ac_lib
 from twm_tf.models import entropy as entropy_lib
+from twm_tf.models import distributions
 
 # Two rollouts of H = 6. Row 0 predicts an episode end (discount 0) at step 2 and keeps going;
 # row 1 is cut after step 3 (restart at step 4).
@@ -189,18 +190,6 @@ class NetworksTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "latent_vars, latent_classes"):
             actor(tf.zeros([2, 16]))
 
-    def test_sample_actions_follows_the_policy(self):
-        logits = tf.math.log([[0.1, 0.2, 0.7]] * 20_000)
-        seed = tf.constant([3, 4], tf.int64)
-        actions = ac_lib.sample_actions(logits, seed).numpy()
-        frequencies = np.bincount(actions, minlength=3) / len(actions)
-        self.assertAllClose(frequencies, [0.1, 0.2, 0.7], atol=0.015)
-        self.assertAllEqual(actions, ac_lib.sample_actions(logits, seed))  # seeded
-        compiled = tf.function(ac_lib.sample_actions, jit_compile=True)
-        self.assertAllClose(
-            np.bincount(compiled(logits, seed), minlength=3) / 20_000, [0.1, 0.2, 0.7], atol=0.015
-        )
-
     def test_checkpoint_restores_every_weight(self):
         config = config_lib.debug(ac_hidden=(8, 8))
         source, target = ac_lib.ActorCritic(config, 3), ac_lib.ActorCritic(config, 3)
@@ -325,7 +314,7 @@ class UpdateTest(testing.TestCase):
         @tf.function
         def train_step(step):
             z = _one_hot_z([batch, 2], config)
-            actions = ac_lib.sample_actions(ac.actor(z[:, 0]), tf.stack([step, 7]))[:, None]
+            actions = distributions.sample_actions(ac.actor(z[:, 0]), tf.stack([step, 7]))[:, None]
             rewards = tf.cast(actions == rewarded, tf.float32)
             zeros = tf.zeros([batch, 1])
             return ac.update(z, actions, rewards, zeros, tf.zeros([batch, 1], tf.bool))

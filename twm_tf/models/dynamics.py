@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf.models import distributions
 from twm_tf.models import initializers
 from twm_tf.models import transformer_xl
 
@@ -402,22 +403,19 @@ def dynamics_loss(
     Returns:
       (scalar total, metrics) with the unweighted terms under "dyn/latent", "dyn/reward",
       "dyn/discount". The latent cross-entropy sums over the V variables and averages over the
-      unmasked steps; reward and discount terms average over all steps. The reward NLL is
-      0.5 (r - mean)^2: the constant 0.5 log(2 pi) is dropped.
+      unmasked steps; reward and discount terms average over all steps. The reward NLL is that of
+      a unit-variance Normal, 0.5 (r - mean)^2 + 0.5 ln(2 pi); the discount NLL is the Bernoulli's
+      for the soft target gamma (1 - terminal), i.e. the sigmoid cross-entropy.
     """
-    target_probs = tf.nn.softmax(tf.stop_gradient(target_logits), axis=-1)
-    log_probs = tf.nn.log_softmax(output.next_logits, axis=-1)
-    cross_entropy = -tf.reduce_sum(target_probs * log_probs, axis=[-2, -1])  # [B, T]
+    target = distributions.latent(tf.stop_gradient(target_logits))
+    cross_entropy = target.cross_entropy(distributions.latent(output.next_logits))  # [B, T]
     weights = 1.0 - tf.cast(dones, tf.float32)
     latent = tf.reduce_sum(weights * cross_entropy) / tf.maximum(tf.reduce_sum(weights), 1.0)
     rewards = tf.cast(rewards, tf.float32)
-    reward = tf.reduce_mean(0.5 * tf.square(rewards - output.reward))
+    reward = -tf.reduce_mean(distributions.reward(output.reward).log_prob(rewards))
     discount_target = config.gamma * (1.0 - tf.cast(terminated, tf.float32))
-    discount = tf.reduce_mean(
-        tf.nn.sigmoid_cross_entropy_with_logits(
-            labels=discount_target, logits=output.discount_logit
-        )
-    )
+    discount_head = distributions.discount(output.discount_logit)
+    discount = -tf.reduce_mean(discount_head.log_prob(discount_target))
     total = latent + config.beta1 * reward + config.beta2 * discount
     metrics = {
         "dyn/loss": total,
@@ -425,8 +423,6 @@ def dynamics_loss(
         "dyn/reward": reward,
         "dyn/discount": discount,
         "dyn/reward_mae": tf.reduce_mean(tf.abs(rewards - output.reward)),
-        "dyn/discount_mae": tf.reduce_mean(
-            tf.abs(discount_target - tf.sigmoid(output.discount_logit))
-        ),
+        "dyn/discount_mae": tf.reduce_mean(tf.abs(discount_target - discount_head.mean())),
     }
     return total, metrics

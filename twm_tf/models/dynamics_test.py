@@ -318,7 +318,8 @@ class DynamicsLossTest(testing.TestCase):
 
         q = np.exp(log_softmax(target_logits[0, 0]))
         latent = -(q * log_softmax(next_logits[0, 0])).sum()  # only t = 0 counts
-        reward = (0.5 * 0.5**2 + 0.5 * 0.2**2) / 2
+        # Unit-variance Gaussian NLL, its constant 0.5 ln(2 pi) included.
+        reward = (0.5 * 0.5**2 + 0.5 * 0.2**2) / 2 + 0.5 * math.log(2 * math.pi)
         # Bernoulli NLL with soft targets 0.99 (t = 0) and 0 (t = 1, terminal).
         p0, p1 = 1 / (1 + math.exp(-2.0)), 0.5
         discount = (-(0.99 * math.log(p0) + 0.01 * math.log(1 - p0)) - math.log(1 - p1)) / 2

@@ -1,14 +1,8 @@
-"""Categorical entropy and TWM's thresholded entropy regularizer (policy and latent alike)."""
+"""TWM's thresholded entropy regularizer (policy and latent alike)."""
 
 import math
 
 import tensorflow as tf
-
-
-def categorical_entropy(logits: tf.Tensor) -> tf.Tensor:
-    """Entropy in nats [...] of the categorical with logits [..., C]."""
-    log_probs = tf.nn.log_softmax(logits)
-    return -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
 
 
 def thresholded_entropy_loss(

@@ -4,14 +4,11 @@ import math
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from twm_tf import config as config_lib
-from twm_tf import gumbel
+from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
-
-tfd = tfp.distributions
 
 # Spatial sizes of the two conv stacks, fixed by the kernels and strides for 64x64 frames (valid
 # padding): encoder 64 -> 31 -> 14 -> 6 -> 2, decoder 1 -> 5 -> 13 -> 30 -> 64.
@@ -242,36 +239,6 @@ class ObservationModel(keras.Model):
         return _restore_leading(frames, leading, static, frame_shape)
 
 
-def latent_distribution(logits: tf.Tensor) -> tfd.Distribution:
-    """Returns q(z|o) for logits [..., V, C]: V independent one-hot categoricals, float32 events."""
-    return tfd.Independent(tfd.OneHotCategorical(logits=logits, dtype=tf.float32), 1)
-
-
-def sample_latent(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Draws a straight-through one-hot sample of z.
-
-    The forward value is exactly one-hot; the gradient is that of the class probabilities.
-
-    Args:
-        logits: [..., V, C] float logits.
-        seed: [2] int32/int64 stateless seed (e.g. from a checkpointed tf.random.Generator).
-
-    Returns:
-        [..., V, C] float32 one-hot sample.
-    """
-    logits = tf.cast(logits, tf.float32)
-    noisy = logits + gumbel.noise(tf.shape(logits), seed)
-    sample = tf.one_hot(tf.argmax(noisy, axis=-1), logits.shape[-1], dtype=tf.float32)
-    probs = tf.nn.softmax(logits)
-    # probs - probs is exactly 0 forward, so the sample stays exactly one-hot.
-    return sample + (probs - tf.stop_gradient(probs))
-
-
-def latent_mode(logits: tf.Tensor) -> tf.Tensor:
-    """Returns the one-hot argmax [..., V, C] float32 of logits [..., V, C] (no gradient)."""
-    return tf.one_hot(tf.argmax(logits, axis=-1), logits.shape[-1], dtype=tf.float32)
-
-
 def observation_loss(
     frames: tf.Tensor,
     reconstruction: tf.Tensor,
@@ -318,8 +285,8 @@ def observation_loss(
     error = tf.cast(reconstruction, tf.float32) - target
     recon = 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(error), axis=[-3, -2, -1]))
 
-    log_q = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # [..., V, C]
-    entropy = tf.reduce_mean(-tf.reduce_sum(tf.exp(log_q) * log_q, axis=[-2, -1]))
+    posterior = distributions.latent(logits)
+    entropy = tf.reduce_mean(posterior.entropy())
     num_vars, num_classes = logits.shape[-2], logits.shape[-1]
     norm_entropy = entropy / (num_vars * math.log(num_classes))
     entropy_loss = entropy_lib.thresholded_entropy_loss(
@@ -335,8 +302,8 @@ def observation_loss(
         "obs/recon_mae": tf.reduce_mean(tf.abs(tf.stop_gradient(error))),
     }
     if prior_logits is not None:
-        p = tf.nn.softmax(tf.stop_gradient(tf.cast(prior_logits, tf.float32)))
-        cross_entropy = -tf.reduce_sum(p * log_q, axis=[-2, -1])  # [...]
+        prior = distributions.latent(tf.stop_gradient(prior_logits))
+        cross_entropy = prior.cross_entropy(posterior)  # [...]
         if prior_mask is None:
             consistency = tf.reduce_mean(cross_entropy)
         else:

@@ -1,4 +1,4 @@
-"""Tests for the observation model (VAE), its latent sampling and its loss."""
+"""Tests for the observation model (VAE) and its loss."""
 
 import math
 import os
@@ -13,6 +13,7 @@ from twm_tf import config as config_lib
 from twm_tf import testdata
 from twm_tf import testing
 from twm_tf.models import observation
+from twm_tf.models import distributions
 
 
 def _random_frames(shape, seed=0):
@@ -43,7 +44,7 @@ class ObservationModelTest(testing.TestCase):
         logits = model.encode(frames)
         self.assertEqual(logits.shape, (*leading, 4, 4))
         self.assertEqual(logits.dtype, tf.float32)
-        reconstruction = model.decode(observation.latent_mode(logits))
+        reconstruction = model.decode(distributions.latent_mode(logits))
         self.assertEqual(reconstruction.shape, (*leading, 4, 64, 64))
         self.assertEqual(reconstruction.dtype, tf.float32)
 
@@ -73,7 +74,7 @@ class ObservationModelTest(testing.TestCase):
         model = observation.ObservationModel(self.config)
         frames = _random_frames((3, 4, 64, 64))
         with tf.GradientTape() as tape:
-            z = observation.sample_latent(model.encode(frames), tf.constant([1, 2]))
+            z = distributions.sample_latent(model.encode(frames), tf.constant([1, 2]))
             reconstruction = model.decode(z)
             loss = tf.reduce_mean(tf.square(reconstruction - tf.cast(frames, tf.float32) / 255.0))
         grads = tape.gradient(loss, model.encoder.trainable_variables)
@@ -81,41 +82,6 @@ class ObservationModelTest(testing.TestCase):
         for variable, grad in zip(model.encoder.trainable_variables, grads, strict=True):
             self.assertIsNotNone(grad, variable.path)
             self.assertGreater(float(tf.reduce_max(tf.abs(grad))), 0.0, variable.path)
-
-    def test_sample_is_one_hot_and_seeded(self):
-        logits = tf.random.normal([6, 32, 32])
-        sample = observation.sample_latent(logits, tf.constant([7, 8], tf.int64))
-        self.assertEqual(sample.dtype, tf.float32)
-        self.assertAllEqual(tf.reduce_sum(sample, -1), tf.ones([6, 32]))
-        self.assertAllEqual(tf.reduce_max(sample, -1), tf.ones([6, 32]))
-        self.assertAllEqual(
-            tf.reduce_sum(tf.cast(sample == 0.0, tf.int32), -1), tf.fill([6, 32], 31)
-        )
-        self.assertAllEqual(
-            sample, observation.sample_latent(logits, tf.constant([7, 8], tf.int64))
-        )
-        self.assertNotAllEqual(sample, observation.sample_latent(logits, tf.constant([7, 9])))
-
-    def test_sample_frequencies_match_probabilities(self):
-        probs = np.array([0.1, 0.2, 0.7], np.float32)
-        logits = tf.broadcast_to(tf.math.log(probs), [4_000, 5, 3])
-        sample = observation.sample_latent(logits, tf.constant([0, 1]))
-        frequencies = tf.reduce_mean(tf.reshape(sample, [-1, 3]), axis=0)
-        # 20,000 draws: the standard error is <= 0.0035.
-        self.assertAllClose(frequencies, probs, atol=0.015)
-
-    def test_mode_is_argmax(self):
-        logits = np.random.default_rng(0).normal(size=(2, 3, 5, 7)).astype(np.float32)
-        mode = observation.latent_mode(tf.constant(logits))
-        self.assertAllEqual(mode, np.eye(7, dtype=np.float32)[np.argmax(logits, axis=-1)])
-
-    def test_latent_distribution(self):
-        probs = np.array([[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]], np.float32)
-        distribution = observation.latent_distribution(tf.math.log(probs[None]))
-        self.assertEqual(distribution.event_shape, (2, 4))
-        self.assertEqual(distribution.batch_shape, (1,))
-        self.assertAllClose(distribution.entropy(), [np.sum(_entropy(probs))])
-        self.assertEqual(distribution.sample(seed=1).shape, (1, 2, 4))
 
 
 class ObservationLossTest(testing.TestCase):
@@ -254,7 +220,7 @@ class ObservationModelTrainingTest(testing.TestCase):
         def train_step():
             with tf.GradientTape() as tape:
                 logits = model.encode(frames, training=True)
-                z = observation.sample_latent(logits, generator.make_seeds(1)[:, 0])
+                z = distributions.sample_latent(logits, generator.make_seeds(1)[:, 0])
                 reconstruction = model.decode(z, training=True)
                 loss, metrics = observation.observation_loss(
                     frames, reconstruction, logits, None, config
@@ -289,9 +255,9 @@ class ExecutionModeTest(testing.TestCase):
         def forward(frames, seed, sample):
             logits = model.encode(frames)
             z = (
-                observation.sample_latent(logits, seed)
+                distributions.sample_latent(logits, seed)
                 if sample
-                else observation.latent_mode(logits)
+                else distributions.latent_mode(logits)
             )
             reconstruction = model.decode(z)
             loss, metrics = observation.observation_loss(
@@ -319,7 +285,7 @@ class ExecutionModeTest(testing.TestCase):
         self.assertEqual(model.decoder.output_layer.compute_dtype, compute_dtype)
         frames = _random_frames((2, 3, 4, 64, 64))
         logits = model.encode(frames)
-        reconstruction = model.decode(observation.sample_latent(logits, tf.constant([0, 0])))
+        reconstruction = model.decode(distributions.sample_latent(logits, tf.constant([0, 0])))
         loss, metrics = observation.observation_loss(frames, reconstruction, logits, logits, config)
         self.assertEqual(logits.dtype, tf.float32)
         self.assertEqual(reconstruction.dtype, tf.float32)
