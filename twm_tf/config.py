@@ -4,8 +4,10 @@ Defaults are the paper's (Robine et al. 2023; numbers in SPEC.md). A run is conf
 
     config = config_lib.from_flags()   # --preset=debug --config.seq_len=8 ...
 
-and `--config.<field>=<value>` exists for every field below. Tuples are given comma-separated
-(`--config.encoder_channels=8,16,32,64`), tau as a float or `inf` (uniform replay sampling).
+and `--config.<field>=<value>` exists for every field below. Values are parsed by absl's and
+ml_collections' flag parsers: tuples as Python literals (`--config.encoder_channels=8,16,32,64`
+or `'(8, 16, 32, 64)'`), floats including `inf` (uniform replay sampling); `validate` then checks
+types and ranges and names the field.
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import os
 from typing import Any
 
 from absl import flags
+from ml_collections.config_flags import tuple_parser
 
 from twm_tf import files
 from twm_tf import games
@@ -361,36 +364,6 @@ def preset(name: str, **overrides) -> Config:
 _FIELD_FLAGS = "config."
 
 
-def _parse_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
-class _TupleParser(flags.ArgumentParser):
-    def parse(self, argument):
-        if isinstance(argument, tuple):
-            return argument
-        try:
-            return _parse_tuple(argument)
-        except ValueError:
-            raise ValueError(f"expected comma-separated ints, got {argument!r}") from None
-
-    def flag_type(self):
-        return "comma-separated ints"
-
-
-class _FloatParser(flags.ArgumentParser):
-    """Accepts 'inf' (for replay_tau) besides plain floats."""
-
-    def parse(self, argument):
-        try:
-            return float(argument)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a number, got {argument!r}") from None
-
-    def flag_type(self):
-        return "float"
-
-
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines --preset and --config.<field> for every Config field (defaults: the preset's)."""
     flags.DEFINE_enum(
@@ -406,9 +379,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         elif kind is int:
             flags.DEFINE_integer(name, None, help_text, flag_values=flag_values)
         elif kind is float:
-            flags.DEFINE(_FloatParser(), name, None, help_text, flag_values=flag_values)
+            flags.DEFINE(flags.FloatParser(), name, None, help_text, flag_values=flag_values)
         elif kind is tuple:
-            flags.DEFINE(_TupleParser(), name, None, help_text, flag_values=flag_values)
+            flags.DEFINE(tuple_parser.TupleParser(), name, None, help_text, flag_values=flag_values)
         else:
             flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
 

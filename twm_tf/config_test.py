@@ -72,8 +72,18 @@ class ConfigTest(parameterized.TestCase):
     def test_wrong_type_names_flag(self):
         with self.assertRaisesRegex(flags.IllegalFlagValueError, "config.seq_len"):
             _parse("--config.seq_len=abc")
-        with self.assertRaisesRegex(flags.IllegalFlagValueError, "config.encoder_channels"):
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "config.obs_lr"):
+            _parse("--config.obs_lr=fast")
+        # Tuples parse as Python literals; what is no tuple of ints fails validation, named.
+        with self.assertRaisesRegex(
+            ValueError, "config.encoder_channels must be a non-empty tuple"
+        ):
             _parse("--config.encoder_channels=4,x")
+
+    def test_tuple_accepts_python_literal(self):
+        self.assertEqual(
+            _parse("--config.encoder_channels=(2, 4, 6, 8)").encoder_channels, (2, 4, 6, 8)
+        )
 
     def test_launcher_flag_and_config_flag_cannot_disagree(self):
         flag_values = flags.FlagValues()
