@@ -364,26 +364,68 @@ def preset(name: str, **overrides) -> Config:
 _FIELD_FLAGS = "config."
 
 
+def _parser(kind: type) -> flags.ArgumentParser:
+    """The absl/ml_collections parser of a field of type `kind`."""
+    if kind is bool:
+        return flags.BooleanParser()
+    if kind is int:
+        return flags.IntegerParser()
+    if kind is float:
+        return flags.FloatParser()
+    if kind is tuple:
+        return tuple_parser.TupleParser()
+    return flags.ArgumentParser()
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines --preset and --config.<field> for every Config field (defaults: the preset's)."""
     flags.DEFINE_enum(
         "preset", "atari100k", sorted(PRESETS), "Named configuration.", flag_values=flag_values
     )
-    for f in dataclasses.fields(Config):
-        name = _FIELD_FLAGS + f.name
+    for f in _FIELDS.values():
         bounds = f" {f.metadata['bounds']}" if f.metadata["bounds"] else ""
         help_text = f.metadata["help"] + f" (paper: {f.default}{';' if bounds else ''}{bounds})"
-        kind = type(f.default)
-        if kind is bool:
+        name = _FIELD_FLAGS + f.name
+        if type(f.default) is bool:  # DEFINE_bool also gives --no<name>.
             flags.DEFINE_bool(name, None, help_text, flag_values=flag_values)
-        elif kind is int:
-            flags.DEFINE_integer(name, None, help_text, flag_values=flag_values)
-        elif kind is float:
-            flags.DEFINE(flags.FloatParser(), name, None, help_text, flag_values=flag_values)
-        elif kind is tuple:
-            flags.DEFINE(tuple_parser.TupleParser(), name, None, help_text, flag_values=flag_values)
         else:
-            flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
+            flags.DEFINE(_parser(type(f.default)), name, None, help_text, flag_values=flag_values)
+
+
+def parse_field(name: str, text: str) -> Any:
+    """Parses `text` as the command line would for --config.<name>; ValueError names the field."""
+    if name not in _FIELDS:
+        raise ValueError(f"config has no field {name!r}")
+    try:
+        return _parser(type(_FIELDS[name].default)).parse(text)
+    except ValueError as error:
+        raise ValueError(f"config.{name}: {error}") from None
+
+
+def field_flags(changes: dict[str, Any]) -> list[str]:
+    """The --config.<field>=<value> arguments that reproduce `changes` on a command line."""
+
+    def text(value):
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, tuple):
+            return ",".join(map(str, value))
+        return str(value)
+
+    return [f"--{_FIELD_FLAGS}{name}={text(value)}" for name, value in changes.items()]
+
+
+def flag_changes(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
+    """The fields given as --config.<field> on the command line, by name."""
+    changes = {}
+    for name in _FIELDS:
+        value = flag_values[_FIELD_FLAGS + name].value
+        if value is not None:
+            changes[name] = value
+    return changes
 
 
 def from_flags(flag_values: flags.FlagValues = flags.FLAGS, **overrides) -> Config:
@@ -392,14 +434,11 @@ def from_flags(flag_values: flags.FlagValues = flags.FLAGS, **overrides) -> Conf
     `overrides` (e.g. game=, seed= from a launcher's own flags) apply before the --config ones.
     """
     changes = dict(overrides)
-    for f in dataclasses.fields(Config):
-        value = flag_values[_FIELD_FLAGS + f.name].value
-        if value is None:
-            continue
-        if f.name in overrides and overrides[f.name] != value:
+    for name, value in flag_changes(flag_values).items():
+        if name in overrides and overrides[name] != value:
             raise ValueError(
-                f"--{f.name}={overrides[f.name]!r} and --{_FIELD_FLAGS}{f.name}={value!r} "
+                f"--{name}={overrides[name]!r} and --{_FIELD_FLAGS}{name}={value!r} "
                 "disagree; give one of them"
             )
-        changes[f.name] = value
+        changes[name] = value
     return preset(flag_values.preset, **changes)
