@@ -58,6 +58,11 @@ ROWS = [
     ("plot_run", "--run_dir={empty}", r"not a run directory \(no config.json\)"),
     ("world_model_eval", "--run_dir={empty}", r"no config.json in .*: not a launch.train run"),
     ("imagine", "--run_dir={config_only} --out={new}", r"no checkpoint in .*checkpoints"),
+    ("sweep", "--games=Pong", r"Flag --root must have a value other than None"),
+    ("sweep", "--root={new} --seeds=0,x", r"--seeds must be comma-separated ints"),
+    ("sweep", "--root={new} --variant=u:tau=inf", r"--variant='u:tau=inf': config has no field"),
+    ("sweep", "--root={new} --variant=u:gamma", r"expected FIELD=VALUE, got 'gamma'"),
+    ("sweep", "--root={new} --games=Pongg", r"config.game must be one of the 26"),
 ]
 
 # TensorFlow's C++ start-up lines, which Python cannot turn off (README "Training"), and the
