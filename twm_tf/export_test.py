@@ -33,11 +33,11 @@ def _train_actor(ac: actor_critic.ActorCritic, config: config_lib.Config, steps:
         classes = rng.integers(0, config.latent_classes, (m, h + 1, config.latent_vars))
         z = tf.one_hot(classes, config.latent_classes)
         ac.update(
-            z,
-            rng.integers(0, ac.num_actions, (m, h)),
-            rng.normal(size=(m, h)).astype(np.float32),
-            np.full((m, h), config.gamma, np.float32),
-            np.zeros((m, h), bool),
+            z=z,
+            actions=rng.integers(0, ac.num_actions, (m, h)),
+            rewards=rng.normal(size=(m, h)).astype(np.float32),
+            discounts=np.full((m, h), config.gamma, np.float32),
+            dones=np.zeros((m, h), bool),
         )
 
 

@@ -7,6 +7,8 @@ is skipped entirely (weights, Adam moments and the step count stay as they were)
 whose updates keep being skipped (config.max_skipped_updates).
 """
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
@@ -70,3 +72,14 @@ class Optimizer:
             loss, metrics = loss_fn()
         grads = tape.gradient(loss, variables)
         return {**metrics, **self.apply(loss, grads, variables)}
+
+
+class Gradients(NamedTuple):
+    """A loss and its gradients w.r.t. one network's trainable variables, not yet applied.
+
+    Under tf.distribute each replica computes one; `apply` takes their cross-replica mean, so
+    the clip and the non-finite guard see the gradient of the whole batch.
+    """
+
+    loss: tf.Tensor
+    grads: list

@@ -55,6 +55,13 @@ class Batch(NamedTuple):
         return cls(**{name: getattr(batch, name) for name in cls._fields})
 
 
+class WorldModelGradients(NamedTuple):
+    """One world-model update's gradients, before they are applied."""
+
+    observation: optimizer.Gradients
+    dynamics: optimizer.Gradients
+
+
 class Latents(NamedTuple):
     """What imagination needs from a world-model update (all without gradient)."""
 
@@ -162,17 +169,38 @@ class WorldModel(tf.Module):
         latents = Latents(z=z_input, actions=batch.actions, rewards=rewards, dones=batch.dones)
         return obs_loss, dyn_loss, {**obs_metrics, **dyn_metrics}, latents
 
-    def train_step(self, batch: Batch, seed: tf.Tensor):
-        """One world-model update; returns (metrics, latents). Wrap in tf.function."""
-        obs_vars = self.observation.trainable_variables
-        dyn_vars = self.dynamics.trainable_variables
+    def gradients(self, batch: Batch, seed: tf.Tensor):
+        """Both networks' gradients on one window batch, not applied.
+
+        Returns:
+          (WorldModelGradients, metrics, latents).
+        """
         with tf.GradientTape(persistent=True) as tape:
             obs_loss, dyn_loss, metrics, latents = self.losses(batch, seed)
-        dyn_grads = tape.gradient(dyn_loss, dyn_vars)
-        obs_grads = tape.gradient(obs_loss, obs_vars)
+        gradients = WorldModelGradients(
+            observation=optimizer.Gradients(
+                obs_loss, tape.gradient(obs_loss, self.observation.trainable_variables)
+            ),
+            dynamics=optimizer.Gradients(
+                dyn_loss, tape.gradient(dyn_loss, self.dynamics.trainable_variables)
+            ),
+        )
         del tape
-        metrics.update(self.dyn_optimizer.apply(dyn_loss, dyn_grads, dyn_vars))
-        metrics.update(self.obs_optimizer.apply(obs_loss, obs_grads, obs_vars))
+        return gradients, metrics, latents
+
+    def apply(self, gradients: "WorldModelGradients") -> dict:
+        """Applies the dynamics gradients, then the observation model's; returns their metrics."""
+        dyn, obs = gradients.dynamics, gradients.observation
+        metrics = self.dyn_optimizer.apply(dyn.loss, dyn.grads, self.dynamics.trainable_variables)
+        metrics.update(
+            self.obs_optimizer.apply(obs.loss, obs.grads, self.observation.trainable_variables)
+        )
+        return metrics
+
+    def train_step(self, batch: Batch, seed: tf.Tensor):
+        """One world-model update; returns (metrics, latents). Wrap in tf.function."""
+        gradients, metrics, latents = self.gradients(batch, seed)
+        metrics.update(self.apply(gradients))
         return metrics, latents
 
     def observation_step(self, frames: tf.Tensor, seed: tf.Tensor) -> dict:

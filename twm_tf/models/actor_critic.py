@@ -1,6 +1,7 @@
 """Actor and critic MLPs on the latent z, the GAE returns and losses, and their update step."""
 
 import math
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -273,6 +274,13 @@ def critic_loss(
     return loss, metrics
 
 
+class ActorCriticGradients(NamedTuple):
+    """One actor-critic update's gradients, before they are applied."""
+
+    critic: optimizer.Gradients
+    actor: optimizer.Gradients
+
+
 class ActorCritic(tf.Module):
     """Actor, critic and their Adam optimizers; `update` is one critic step then one actor step.
 
@@ -300,7 +308,12 @@ class ActorCritic(tf.Module):
         self.actor_optimizer.build(self.actor.trainable_variables)
         self.critic_optimizer.build(self.critic.trainable_variables)
 
-    def update(
+    def update(self, **trajectory) -> dict[str, tf.Tensor]:
+        """One critic step then one actor step; the arguments are those of `gradients`."""
+        gradients, metrics = self.gradients(**trajectory)
+        return {**metrics, **self.apply(gradients)}
+
+    def gradients(
         self,
         z: tf.Tensor,
         actions: tf.Tensor | None,
@@ -309,8 +322,8 @@ class ActorCritic(tf.Module):
         dones: tf.Tensor,
         restarts: tf.Tensor | None = None,
         entropy_only: bool = False,
-    ) -> dict[str, tf.Tensor]:
-        """One critic step then one actor step on a batch of (imagined or real) sequences.
+    ) -> tuple[ActorCriticGradients, dict[str, tf.Tensor]]:
+        """Critic and actor gradients on a batch of (imagined or real) sequences, not applied.
 
         Args:
             z: [M, H+1, V, C] one-hot states z_0..z_H; z_H only bootstraps the returns.
@@ -324,7 +337,7 @@ class ActorCritic(tf.Module):
             entropy_only: pretraining mode, the actor only maximizes its entropy.
 
         Returns:
-            Scalar metrics of both steps.
+            (ActorCriticGradients, scalar metrics of both losses).
         """
         z = tf.cast(z, tf.float32)
         discounts = tf.cast(discounts, tf.float32)
@@ -334,23 +347,34 @@ class ActorCritic(tf.Module):
             weights = discount_weights(discounts, restarts)
 
         # The critic's forward pass before its update also gives the actor's advantages.
-        advantages = None
-
-        def critic_step():
-            nonlocal advantages
+        with tf.GradientTape() as tape:
             values = self.critic(z)  # [M, H+1]
             advantages, returns = lambda_returns(rewards, values, discounts, dones, self.config.lam)
-            return critic_loss(values[:, :-1], returns, weights)
+            value_loss, critic_metrics = critic_loss(values[:, :-1], returns, weights)
+        critic_grads = tape.gradient(value_loss, self.critic.trainable_variables)
 
-        critic_metrics = self.critic_optimizer.minimize(
-            critic_step, self.critic.trainable_variables
-        )
-
-        def actor_step():
+        with tf.GradientTape() as tape:
             logits = self.actor(z[:, :-1])  # [M, H, A]
             if entropy_only:
-                return entropy_actor_loss(logits, weights, self.config)
-            return actor_loss(logits, actions, advantages, weights, self.config)
+                policy_loss, actor_metrics = entropy_actor_loss(logits, weights, self.config)
+            else:
+                policy_loss, actor_metrics = actor_loss(
+                    logits, actions, advantages, weights, self.config
+                )
+        actor_grads = tape.gradient(policy_loss, self.actor.trainable_variables)
+        gradients = ActorCriticGradients(
+            critic=optimizer.Gradients(value_loss, critic_grads),
+            actor=optimizer.Gradients(policy_loss, actor_grads),
+        )
+        return gradients, {**critic_metrics, **actor_metrics}
 
-        actor_metrics = self.actor_optimizer.minimize(actor_step, self.actor.trainable_variables)
-        return {**critic_metrics, **actor_metrics}
+    def apply(self, gradients: ActorCriticGradients) -> dict[str, tf.Tensor]:
+        """Applies the critic's gradients, then the actor's; returns their metrics."""
+        critic, actor = gradients.critic, gradients.actor
+        metrics = self.critic_optimizer.apply(
+            critic.loss, critic.grads, self.critic.trainable_variables
+        )
+        metrics.update(
+            self.actor_optimizer.apply(actor.loss, actor.grads, self.actor.trainable_variables)
+        )
+        return metrics

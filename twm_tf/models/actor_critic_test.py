@@ -232,7 +232,13 @@ class MixedPrecisionTest(testing.TestCase):
                 self.assertAllClose(output, copy(z), atol=1e-6, rtol=0.0)
         rewards, discounts = tf.zeros([4, 4]), tf.fill([4, 4], 0.9)
         actions, dones = tf.zeros([4, 4], tf.int32), tf.zeros([4, 4], tf.bool)
-        metrics = mixed.update(tf.cast(one_hot, tf.bfloat16), actions, rewards, discounts, dones)
+        metrics = mixed.update(
+            z=tf.cast(one_hot, tf.bfloat16),
+            actions=actions,
+            rewards=rewards,
+            discounts=discounts,
+            dones=dones,
+        )
         for name, value in metrics.items():
             self.assertEqual(value.dtype, tf.float32, name)
             self.assertTrue(np.isfinite(value.numpy()), name)
@@ -284,7 +290,14 @@ class UpdateTest(testing.TestCase):
             return actor, critic
 
         actor_before, critic_before = expected_losses()
-        metrics = tf.function(ac.update)(z, actions, rewards, discounts, dones, restarts)
+        metrics = tf.function(ac.update)(
+            z=z,
+            actions=actions,
+            rewards=rewards,
+            discounts=discounts,
+            dones=dones,
+            restarts=restarts,
+        )
         self.assertAllClose(metrics["actor/loss"], actor_before)
         self.assertAllClose(metrics["critic/loss"], critic_before)
         # Both networks moved, and the post-update critic would have given another actor loss.
@@ -299,7 +312,14 @@ class UpdateTest(testing.TestCase):
         ac = ac_lib.ActorCritic(config, 4)
         z, _, rewards, discounts, dones, _ = self._batch(config, num_actions=4)
         update = tf.function(
-            lambda: ac.update(z, None, rewards, discounts, dones, entropy_only=True)
+            lambda: ac.update(
+                z=z,
+                actions=None,
+                rewards=rewards,
+                discounts=discounts,
+                dones=dones,
+                entropy_only=True,
+            )
         )
         first = update()["actor/normalized_entropy"]
         for _ in range(20):
@@ -317,7 +337,13 @@ class UpdateTest(testing.TestCase):
             actions = distributions.sample_actions(ac.actor(z[:, 0]), tf.stack([step, 7]))[:, None]
             rewards = tf.cast(actions == rewarded, tf.float32)
             zeros = tf.zeros([batch, 1])
-            return ac.update(z, actions, rewards, zeros, tf.zeros([batch, 1], tf.bool))
+            return ac.update(
+                z=z,
+                actions=actions,
+                rewards=rewards,
+                discounts=zeros,
+                dones=tf.zeros([batch, 1], tf.bool),
+            )
 
         for step in range(300):
             train_step(tf.constant(step))
