@@ -151,6 +151,12 @@ class Config:
     checkpoint_every: int = _field(5_000, "Env steps between checkpoints.", POSITIVE)
     log_every: int = _field(500, "Env steps between TensorBoard summaries.", POSITIVE)
     seed: int = _field(0, "Seed of every random number generator.")
+    replicas: int = _field(
+        1,
+        "Devices of a data-parallel train step (tf.distribute.MirroredStrategy over GPUs, else "
+        "logical CPUs); 1 = no strategy.",
+        POSITIVE,
+    )
     jit_compile: bool = _field(False, "XLA-compile the train steps (measure: oneDNN wins on CPU).")
     precision: str = _field(
         "float32",
@@ -258,6 +264,9 @@ def validate(config: Config) -> None:
         )
     if len(config.encoder_channels) != 4:
         _fail("encoder_channels", "4 channel counts", config.encoder_channels)
+    for name in ("wm_batch", "imag_starts"):
+        if getattr(config, name) % config.replicas:
+            _fail(name, f"a multiple of replicas={config.replicas}", getattr(config, name))
     if config.imag_starts > config.wm_batch * config.seq_len:
         _fail(
             "imag_starts",

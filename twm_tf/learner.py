@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
+from twm_tf import distribute
 from twm_tf import evaluation
 from twm_tf import imagination
 from twm_tf import precision
@@ -32,7 +33,12 @@ class Learner:
     def __init__(self, config: config_lib.Config, num_actions: int):
         self.config = config
         self.num_actions = num_actions
-        with precision.policy(config.precision), seeding.keras_weights(config.seed):
+        self.replicas = distribute.Replicas(config.replicas)
+        with (
+            self.replicas.scope(),
+            precision.policy(config.precision),
+            seeding.keras_weights(config.seed),
+        ):
             self.world_model = world_model_lib.WorldModel(config, num_actions)
             self.world_model.build()
             self.actor_critic = actor_critic.ActorCritic(config, num_actions)
@@ -84,6 +90,38 @@ class Learner:
         steps = (self._train_step, self._pretrain_obs, self._pretrain_dyn, self._pretrain_ac)
         return sum(step.experimental_get_tracing_count() for step in steps)
 
+    # ----------------------------------------------------------------- one replica's part
+
+    def actor_critic_gradients(
+        self, latents: world_model_lib.Latents, restart_obs: tf.Tensor, seed: tf.Tensor
+    ):
+        """One replica's imagination from its windows' latents, and its actor-critic gradients.
+
+        Args:
+          latents: from WorldModel.gradients on this replica's windows.
+          restart_obs: [M / replicas, stack, size, size] uint8 observations to restart from; as
+            many rollouts start from the latents.
+          seed: [2] stateless seed.
+
+        Returns:
+          (ActorCriticGradients, metrics).
+        """
+        config, wm, ac = self.config, self.world_model, self.actor_critic
+        starts_seed, restart_seed, rollout_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, num=3)
+        )
+        # One rollout per restart observation: M / replicas of them on each replica.
+        starts = imagination.select_starts(latents, restart_obs.shape[0], starts_seed)
+        restart_z = distributions.sample_latent(wm.observation.encode(restart_obs), restart_seed)
+        trajectory = imagination.rollout(
+            wm.dynamics, ac.actor, starts, restart_z, rollout_seed, config
+        )
+        gradients, metrics = ac.gradients(**trajectory._asdict())
+        metrics["imagination/reward_mean"] = tf.reduce_mean(trajectory.rewards)
+        metrics["imagination/discount_mean"] = tf.reduce_mean(trajectory.discounts)
+        metrics["imagination/restarts"] = tf.reduce_mean(tf.cast(trajectory.dones, tf.float32))
+        return gradients, metrics
+
     # ----------------------------------------------------------------- compiled steps
 
     def _compile(self) -> None:
@@ -96,22 +134,30 @@ class Learner:
         )
         obs_spec = tf.TensorSpec([config.imag_starts, stack, size, size], tf.uint8)
 
+        replicas = self.replicas
+        shard = distribute.shard
+        seed_of = distribute.replica_seed
+
         @tf.function(input_signature=[window, obs_spec, seed_spec], jit_compile=jit)
         def train_step(batch, restart_obs, seed):
-            wm_seed, starts_seed, restart_seed, rollout_seed = tf.unstack(
-                tf.random.experimental.stateless_split(seed, num=4)
+            wm_seed, ac_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+            # Each replica's gradients are averaged before they are applied (once, mirrored).
+            gradients, metrics, latents = replicas.run(
+                lambda b, s: wm.gradients(tf.nest.map_structure(shard, b), seed_of(s)),
+                batch,
+                wm_seed,
             )
-            metrics, latents = wm.train_step(batch, wm_seed)
-            starts = imagination.select_starts(latents, config.imag_starts, starts_seed)
-            restart_logits = wm.observation.encode(restart_obs)
-            restart_z = distributions.sample_latent(restart_logits, restart_seed)
-            trajectory = imagination.rollout(
-                wm.dynamics, ac.actor, starts, restart_z, rollout_seed, config
+            metrics = replicas.mean(metrics)
+            metrics.update(wm.apply(replicas.mean(gradients)))
+            # Imagination starts from the updated world model, as in the paper.
+            gradients, ac_metrics = replicas.run(
+                lambda z, o, s: self.actor_critic_gradients(z, shard(o), seed_of(s)),
+                latents,
+                restart_obs,
+                ac_seed,
             )
-            metrics.update(ac.update(**trajectory._asdict()))
-            metrics["imagination/reward_mean"] = tf.reduce_mean(trajectory.rewards)
-            metrics["imagination/discount_mean"] = tf.reduce_mean(trajectory.discounts)
-            metrics["imagination/restarts"] = tf.reduce_mean(tf.cast(trajectory.dones, tf.float32))
+            metrics.update(replicas.mean(ac_metrics))
+            metrics.update(ac.apply(replicas.mean(gradients)))
             return metrics
 
         pretrain_obs_spec = tf.TensorSpec([config.pretrain_obs_batch, stack, size, size], tf.uint8)

@@ -34,7 +34,14 @@ ANALYSIS = "analysis"
 
 # Fields a resumed run may change: they do not touch the training state.
 RESUMABLE_CHANGES = frozenset(
-    {"eval_every", "eval_episodes", "eval_episodes_interim", "log_every", "checkpoint_every"}
+    {
+        "eval_every",
+        "eval_episodes",
+        "eval_episodes_interim",
+        "log_every",
+        "checkpoint_every",
+        "replicas",
+    }
 )
 
 
