@@ -35,13 +35,16 @@ class ConfigTest(parameterized.TestCase):
         # Same Atari 100k protocol and loss weights; only sizes and the update budget shrink.
         for name in (
             "env_steps prefill_steps noop_max max_episode_steps frame_skip latent_vars "
-            "latent_classes seq_len memory_steps horizon replay_tau alpha1 alpha2 beta1 beta2 "
+            "latent_classes seq_len memory_steps horizon alpha1 alpha2 beta1 beta2 "
             "gamma lam entropy_coef entropy_threshold actor_lr obs_lr dyn_lr eval_episodes"
         ).split():
             self.assertEqual(getattr(small, name), getattr(paper, name), name)
         self.assertEqual(small.dyn_width // small.dyn_heads, paper.dyn_width // paper.dyn_heads)
         main_steps = small.env_steps - small.prefill_steps
         self.assertEqual(int(main_steps / small.env_steps_per_train_step), 3_958)
+        # tau scales with the sampled windows, so visits / tau favours fresh data as in the paper.
+        windows = 3_958 * small.wm_batch / (125_000 * paper.wm_batch)
+        self.assertAlmostEqual(small.replay_tau, paper.replay_tau * windows, places=2)
 
     def test_frozen(self):
         config = config_lib.preset("debug")
