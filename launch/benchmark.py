@@ -38,6 +38,7 @@ from absl import flags
 import launch
 from twm_tf import agent as agent_lib
 from twm_tf import config as config_lib
+from twm_tf import distribute
 from twm_tf import evaluation
 from twm_tf import export
 from twm_tf import flops
@@ -271,6 +272,7 @@ def main(argv):
     del argv
     launch.quiet_library_logs()
     config = config_lib.from_flags()
+    distribute.strategy(config.replicas)  # Splits the CPU for --config.replicas before TF starts.
     keras.mixed_precision.set_global_policy(config.precision)
     rng = np.random.default_rng(0)
     wm = world_model_lib.WorldModel(config, _NUM_ACTIONS.value)
