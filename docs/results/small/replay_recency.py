@@ -4,7 +4,7 @@ Simulates twm_tf's start sampling (softmax(-visits / tau), Gumbel top-k) over a 
 reports, over the last 20 % of it, the median age (env steps) of the drawn starts and the share
 drawn from the newest 5,000 and 1,000 steps. Run from the repository root:
 
-    .venv/bin/python docs/results/small/replay_recency.py     # ~3 min, the paper's case dominates
+    PYTHONPATH=. .venv/bin/python docs/results/small/replay_recency.py   # ~2 min; output in replay_recency.txt
 """
 
 import numpy as np
