@@ -90,9 +90,9 @@ def grid(
     root = os.path.abspath(root)
     trials = []
     for variant, changes in variants.items():
+        fields = {**common, **changes}
         for game in games:
             for seed in seeds:
-                fields = {**common, **changes}
                 config_lib.preset(preset, **fields, game=game, seed=seed)  # validates
                 run_dir = os.path.join(root, variant, f"{game.lower()}-{seed}")
                 args = (
@@ -162,8 +162,12 @@ def run(
       max_failures: retries of a failed trial; each retry resumes its run directory.
       num_cpus: CPUs of the local Ray (default: all of this machine's).
     """
-    outcomes = {t.name: {"status": "skipped", **final_result(t)} for t in trials if t.finished()}
-    pending = {t.name: t for t in trials if not t.finished()}
+    outcomes, pending = {}, {}
+    for trial in trials:  # One look at each run directory decides: skip it or run it.
+        if trial.finished():
+            outcomes[trial.name] = {"status": "skipped", **final_result(trial)}
+        else:
+            pending[trial.name] = trial
     if not pending:
         return outcomes
 
