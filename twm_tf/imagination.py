@@ -1,8 +1,10 @@
 """Imagined rollouts: the policy acts inside the world model for H steps from M real starts.
 
 Every step feeds only the newest tokens to the Transformer-XL, whose cache holds each layer's
-projected keys/values, so the cost per step is flat in the step index. The loop is a
-tf.while_loop over fixed shapes: one trace per (M, H).
+projected keys/values. The H steps are unrolled in the graph (one trace per (M, H)) so that the
+cache can grow: the rollout's memory starts with the one real context step and gains a block per
+step, and step t attends over t + 2 blocks instead of a full cache that is mostly empty slots (a
+tf.while_loop needs fixed shapes). Once the cache is full its cost per step is flat.
 
     context (real)      start (real)    imagined ...
     z_{s-1} a_{s-1} | r_{s-1} z_s a_s | r_s z_{s+1} a_{s+1} | ...
@@ -43,11 +45,6 @@ class Starts(NamedTuple):
     context_reward: tf.Tensor  # [M] tanh reward r_t
     context_done: tf.Tensor  # [M] bool
     start_z: tf.Tensor  # [M, V, C]
-
-
-def _batch_major(x: tf.Tensor) -> tf.Tensor:
-    """[H, M, ...] -> [M, H, ...]."""
-    return tf.transpose(x, [1, 0, *range(2, x.shape.rank)])
 
 
 def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
@@ -96,7 +93,6 @@ def rollout(
       starts: from select_starts.
       restart_z: [P, V, C] encoder samples of random buffer observations; a restarting rollout
         takes a uniformly drawn row (a fresh draw at every restart).
-        rollout m's state whenever it restarts.
       seed: [2] stateless seed.
       config: horizon, restart_threshold.
 
@@ -111,50 +107,24 @@ def rollout(
         starts.context_action[:, None],
         starts.context_reward[:, None],
         starts.context_done[:, None],
-    )
-
-    def body(t, cache, z, prev_reward, reset, product, arrays):
+    )  # one block; each step adds one until memory_steps + 1
+    z, prev_reward, reset = starts.start_z, starts.context_reward, starts.context_done
+    product = tf.ones([m])
+    steps = []
+    for t in range(horizon):
         action = distributions.sample_actions(actor(z), seeds[3 * t])
         out, cache = dynamics_model.step(cache, z, action, prev_reward, reset=reset)
         next_z = distributions.sample_latent(out.next_logits, seeds[3 * t + 1])
         discount = distributions.discount(out.discount_logit).mean()
         product = product * discount
         done = product < config.restart_threshold
-        arrays = Trajectory(
-            z=arrays.z.write(t, z),
-            actions=arrays.actions.write(t, action),
-            rewards=arrays.rewards.write(t, out.reward),
-            discounts=arrays.discounts.write(t, discount),
-            dones=arrays.dones.write(t, done),
-            restarts=arrays.restarts.write(t, reset),
-        )
+        steps.append(Trajectory(z, action, out.reward, discount, done, reset))
         pick = tf.random.stateless_uniform(
             [m], seeds[3 * t + 2], maxval=tf.shape(restart_z)[0], dtype=tf.int32
         )
-        next_z = tf.where(done[:, None, None], tf.gather(restart_z, pick), next_z)
+        z = tf.where(done[:, None, None], tf.gather(restart_z, pick), next_z)
         product = tf.where(done, tf.ones_like(product), product)
-        return t + 1, cache, next_z, out.reward, done, product, arrays
-
-    # One TensorArray per Trajectory field, written at step t (z_H is appended after the loop).
-    arrays = Trajectory(
-        *(
-            tf.TensorArray(dtype, size=horizon)
-            for dtype in (tf.float32, tf.int32, tf.float32, tf.float32, tf.bool, tf.bool)
-        )
-    )
-    _, _, last_z, _, _, _, arrays = tf.while_loop(
-        lambda t, *_: t < horizon,
-        body,
-        (
-            tf.constant(0),
-            cache,
-            starts.start_z,
-            starts.context_reward,
-            starts.context_done,
-            tf.ones([m]),
-            arrays,
-        ),
-    )
-    trajectory = Trajectory(*(_batch_major(array.stack()) for array in arrays))
-    trajectory = trajectory._replace(z=tf.concat([trajectory.z, last_z[:, None]], axis=1))
+        prev_reward, reset = out.reward, done
+    trajectory = Trajectory(*(tf.stack(field, axis=1) for field in zip(*steps)))
+    trajectory = trajectory._replace(z=tf.concat([trajectory.z, z[:, None]], axis=1))
     return tf.nest.map_structure(tf.stop_gradient, trajectory)

@@ -139,8 +139,11 @@ def imagine(
         predicted.append(
             (float(out.reward[0]), float(distributions.discount(out.discount_logit[0]).mean()))
         )
-        # Per layer [1, heads, K, L + K]; the action token is the last query.
-        attention.append(np.stack([np.asarray(w[0, :, -1]) for w in out.attention]))
+        # Per layer [1, heads, K, L + K]; the action token is the last query. A cache that is not
+        # full yet has fewer slots: the missing oldest ones get zero weight, as empty slots would.
+        weights = np.stack([np.asarray(w[0, :, -1]) for w in out.attention])
+        missing = len(token_labels(dynamics)) - weights.shape[-1]
+        attention.append(np.pad(weights, [(0, 0), (0, 0), (missing, 0)]))
     imagined = _newest_frame(wm.observation.decode(tf.concat(states, axis=0)))
     empty = np.zeros([0], np.float32)
     return Dream(

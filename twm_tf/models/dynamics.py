@@ -26,7 +26,7 @@ from twm_tf.models import transformer_xl
 # attends tokens of steps s - memory_steps .. s (causally), none before the last done.
 #
 # `step` at step t runs the new block [r_{t-1}, z_t, a_t] against a cache holding, per layer, the
-# projected keys/values of the last M + 1 blocks (M = memory_steps), oldest first:
+# projected keys/values of up to M + 1 earlier blocks (M = memory_steps), oldest first:
 #
 #   block 0:   r_{t-2-M}  z_{t-1-M}  a_{t-1-M}   <- z, a seen by r_{t-1} only; r never
 #   block 1:   r_{t-1-M}  z_{t-M}    a_{t-M}     <- r seen by r_{t-1} only (it is of step t-1-M)
@@ -34,10 +34,11 @@ from twm_tf.models import transformer_xl
 #   block M:   r_{t-2}    z_{t-1}    a_{t-1}
 #   new:       r_{t-1}    z_t        a_t         <- the queries; r_{t-1} is of step t-1
 #
-# Without reward tokens the blocks are [z_s, a_s] and M of them suffice. A step then drops block 0
-# and appends the new block (the tuple is re-linked; no cached tensor is copied), and slot i of
-# the L = K * blocks slots always sits at distance L + q - i from new token q, so the relative
-# positions never change and the cost per step is constant.
+# Without reward tokens the blocks are [z_s, a_s] and M of them suffice. A full cache drops block 0
+# and appends the new block; a shorter one (from `prefill` of a short window) grows by it, so a
+# rollout from one real step attends only over the blocks that exist. Either way the tuple is
+# re-linked and no cached tensor is copied, and with n blocks slot i of the L = K n slots sits at
+# distance L + q - i from new token q: positions are never stored.
 
 
 class DynamicsOutput(NamedTuple):
@@ -50,11 +51,11 @@ class DynamicsOutput(NamedTuple):
 
 
 class DynamicsCache(NamedTuple):
-    """Fixed-shape memory for `DynamicsModel.step`: `cache_blocks` blocks of K tokens, oldest first.
+    """Memory for `DynamicsModel.step`: n <= `cache_blocks` blocks of K tokens, oldest first.
 
-    Slot i (of L = K * cache_blocks) holds a token at distance L + q - i from new token q (layout
-    in the module comment), so no positions are stored. Every leaf is a tensor: the cache can be a
-    tf.while_loop variable.
+    Slot i (of L = K n) holds a token at distance L + q - i from new token q (layout in the module
+    comment), so no positions are stored. Every leaf is a tensor; a full cache (n = cache_blocks,
+    as from `initial_cache`) keeps its shapes through `step`, so it can be a tf.while_loop variable.
     """
 
     keys: tuple[tuple[tf.Tensor, ...], ...]  # [layer][block] [B, heads, K, head_dim], projected
@@ -204,7 +205,6 @@ class DynamicsModel(keras.Model):
             bias=math.log(gamma / (1.0 - gamma)),
             name="discount_head",
         )
-        self._step_structure = self._make_step_structure()
         self.build()
 
     def build(self, input_shape=None):
@@ -217,14 +217,14 @@ class DynamicsModel(keras.Model):
         for head in (self.latent_head, self.reward_head, self.discount_head):
             head.build((None, width))
 
-    def _make_step_structure(self) -> np.ndarray:
-        """[K, L + K] bool: which keys each new token of a step may see, before validity."""
+    def _step_structure(self, blocks: int) -> np.ndarray:
+        """[K, L + K] bool, L = K blocks: which keys each new token may see, before validity."""
         k = self.tokens_per_step
         # The step of every slot and new token relative to t, block by block ([r_{s-1},] z_s, a_s).
-        blocks = np.arange(-self.cache_blocks, 1)
-        steps = np.stack([blocks - 1] * (k - 2) + [blocks, blocks], axis=1).reshape(-1)
+        block_steps = np.arange(-blocks, 1)
+        steps = np.stack([block_steps - 1] * (k - 2) + [block_steps] * 2, axis=1).reshape(-1)
         query_steps = steps[-k:, None]
-        causal = np.arange(len(steps))[None, :] <= np.arange(self.cache_length, len(steps))[:, None]
+        causal = np.arange(len(steps))[None, :] <= np.arange(k * blocks, len(steps))[:, None]
         return causal & (query_steps - steps[None, :] <= self.config.memory_steps)
 
     def _embed(self, z: tf.Tensor, actions: tf.Tensor, rewards: tf.Tensor) -> tf.Tensor:
@@ -285,8 +285,9 @@ class DynamicsModel(keras.Model):
     def prefill(self, z, actions, rewards, dones, training=False, return_attention=False):
         """`call` that also returns the cache after the window, ready for `step` at step T.
 
-        The next `step` gets prev_reward = rewards[:, T-1] and reset = dones[:, T-1]. Windows
-        shorter than the cache leave its oldest slots invalid.
+        The next `step` gets prev_reward = rewards[:, T-1] and reset = dones[:, T-1]. The cache has
+        min(T, cache_blocks) blocks when T is static (a short window gives a short cache, which
+        `step` grows), else cache_blocks with the slots before the window invalid.
 
         Returns:
           (DynamicsOutput with [B, T, ...] fields, DynamicsCache).
@@ -294,14 +295,16 @@ class DynamicsModel(keras.Model):
         out = self._window(z, actions, rewards, dones, training)
         h = out.hidden[:, 1 :: self.tokens_per_step]
         output = self._predict(h, out.attention if return_attention else None, training)
-        k, length = self.tokens_per_step, self.cache_length
+        k, steps = self.tokens_per_step, dones.shape[1]
+        num_blocks = self.cache_blocks if steps is None else min(steps, self.cache_blocks)
+        length = k * num_blocks
         n = tf.shape(out.hidden)[1]
         # In front: the missing r_{-1} of block 0 and, for short windows, empty blocks.
-        pad = (k - 2) + k * tf.maximum(self.cache_blocks - tf.shape(dones)[1], 0)
+        pad = (k - 2) + k * tf.maximum(num_blocks - tf.shape(dones)[1], 0)
 
-        def blocks(x):  # [B, heads, N, head_dim] -> cache_blocks x [B, heads, K, head_dim]
+        def blocks(x):  # [B, heads, N, head_dim] -> num_blocks x [B, heads, K, head_dim]
             x = tf.pad(tf.stop_gradient(x), [[0, 0], [0, 0], [pad, 0], [0, 0]])[:, :, -length:]
-            return tuple(tf.split(x, self.cache_blocks, axis=2))
+            return tuple(tf.split(x, num_blocks, axis=2))
 
         # A token stays visible iff no episode ended between its step and step T-1.
         episode = _episode_ids(dones)  # [B, T]
@@ -313,18 +316,21 @@ class DynamicsModel(keras.Model):
         )
         return output, cache
 
-    def initial_cache(self, batch_size) -> DynamicsCache:
-        """An empty cache (every slot invalid) for `batch_size` rows."""
+    def initial_cache(self, batch_size, blocks: int | None = None) -> DynamicsCache:
+        """A cache of `blocks` (default `cache_blocks`) invalid blocks for `batch_size` rows."""
+        blocks = self.cache_blocks if blocks is None else blocks
+        if not 0 <= blocks <= self.cache_blocks:
+            raise ValueError(f"blocks must be in [0, {self.cache_blocks}], got {blocks}")
         heads = self.config.dyn_heads
         zeros = tf.zeros(
             [batch_size, heads, self.tokens_per_step, self.config.dyn_width // heads],
             self.compute_dtype,
         )
-        layer = (zeros,) * self.cache_blocks
+        layer = (zeros,) * blocks
         return DynamicsCache(
             keys=(layer,) * self.config.dyn_layers,
             values=(layer,) * self.config.dyn_layers,
-            valid=tf.zeros([batch_size, self.cache_length], tf.bool),
+            valid=tf.zeros([batch_size, self.tokens_per_step * blocks], tf.bool),
         )
 
     def step(
@@ -333,7 +339,7 @@ class DynamicsModel(keras.Model):
         """Advances one env step: feeds r_{t-1}, z_t, a_t and predicts from a_t.
 
         Args:
-          cache: DynamicsCache from `initial_cache`, `prefill` or the previous `step`.
+          cache: DynamicsCache of n blocks from `initial_cache`, `prefill` or the previous `step`.
           z: [B, V, C] latent z_t.
           action: [B] int32 action a_t.
           prev_reward: [B] float32 tanh reward r_{t-1}, fed as step t-1's reward token; ignored
@@ -341,12 +347,17 @@ class DynamicsModel(keras.Model):
           reset: [B] bool, True where step t starts an episode or a rollout: it sees nothing from
             the cache (pass dones[t-1] to mirror `call`).
           training: enables dropout.
-          return_attention: also return per-layer weights [B, heads, K, L + K] of the new tokens.
+          return_attention: also return per-layer weights [B, heads, K, L + K] of the new tokens,
+            L = K n.
 
         Returns:
-          (DynamicsOutput with [B, ...] fields, the new cache with the same shapes).
+          (DynamicsOutput with [B, ...] fields, the new cache: n + 1 blocks while n <
+          cache_blocks, else the same shapes).
         """
-        k, length = self.tokens_per_step, self.cache_length
+        k, num_blocks = self.tokens_per_step, len(cache.keys[0])
+        if num_blocks > self.cache_blocks:
+            raise ValueError(f"cache has {num_blocks} blocks, more than {self.cache_blocks}")
+        length = k * num_blocks
         reset = tf.convert_to_tensor(reset, tf.bool)
         tokens = self._embed(z, action, prev_reward)  # [B, K, D] as z, a, r
         tokens = tf.concat([tokens[:, 2:], tokens[:, :2]], axis=1)  # [B, K, D] as r, z, a
@@ -356,7 +367,8 @@ class DynamicsModel(keras.Model):
             [tf.tile(~reset[:, None], [1, k - 2]), tf.ones([batch, 2], tf.bool)], axis=1
         )  # [B, K]: a reset drops r_{t-1} (it belongs to the ended episode), never z_t or a_t
         key_valid = tf.concat([keep, new_valid], axis=1)  # [B, L + K]
-        mask = tf.constant(self._step_structure)[None] & key_valid[:, None]  # [B, K, L + K]
+        structure = tf.constant(self._step_structure(num_blocks))
+        mask = structure[None] & key_valid[:, None]  # [B, K, L + K]
         # Every token sees itself, so even a dropped r_{t-1} has a finite softmax.
         mask |= tf.constant(np.eye(k, length + k, length, dtype=bool))[None]
         out = self.transformer(
@@ -369,15 +381,17 @@ class DynamicsModel(keras.Model):
             out.hidden[:, -1], out.attention if return_attention else None, training
         )
 
-        def shift(blocks, new):  # drop the oldest block, append the new one
-            return (*blocks[1:], tf.stop_gradient(new))
+        drop = 1 if num_blocks == self.cache_blocks else 0  # a full cache drops its oldest block
+
+        def shift(blocks, new):
+            return (*blocks[drop:], tf.stop_gradient(new))
 
         new_cache = DynamicsCache(
             keys=tuple(shift(old, new) for old, new in zip(cache.keys, out.keys, strict=True)),
             values=tuple(
                 shift(old, new) for old, new in zip(cache.values, out.values, strict=True)
             ),
-            valid=tf.concat([keep[:, k:], new_valid], axis=1),
+            valid=tf.concat([keep[:, k * drop :], new_valid], axis=1),
         )
         return output, new_cache
 

@@ -160,8 +160,12 @@ class DynamicsModelTest(testing.TestCase):
         head = {k: v[:, :context] for k, v in inputs.items()}
         prefilled, cache = model.prefill(**head)
         self.assertAllClose(_predictions(prefilled), expected[:, :context], atol=1e-6)
-        stepped, _ = _run_steps(model, inputs, cache, start=context)
+        # A short window gives a short cache, which the steps grow up to cache_blocks.
+        self.assertLen(cache.keys[0], min(context, model.cache_blocks))
+        self.assertEqual(cache.valid.shape, (3, 3 * min(context, model.cache_blocks)))
+        stepped, cache = _run_steps(model, inputs, cache, start=context)
         self.assertAllClose(stepped, expected[:, context:], atol=2e-5)
+        self.assertLen(cache.keys[0], min(context + 5, model.cache_blocks))
 
     def test_relative_positions_ignore_absolute_offset(self):
         # Absolute positions would make the same tokens compute differently after a prefix.
