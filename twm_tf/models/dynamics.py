@@ -376,6 +376,8 @@ class DynamicsModel(keras.Model):
             mask,
             memory=tuple(zip(cache.keys, cache.values, strict=True)),
             training=training,
+            # The heads read a_t only; r_{t-1} and z_t matter to later steps as keys and values.
+            outputs=None if return_attention else 1,
         )
         output = self._predict(
             out.hidden[:, -1], out.attention if return_attention else None, training

@@ -115,6 +115,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         mask: tf.Tensor,
         memory: LayerMemory | None = None,
         training: bool = False,
+        queries: int | None = None,
     ) -> AttentionOutput:
         """Attends the Tq new tokens over the M cached and the Tq new keys (Tk = M + Tq).
 
@@ -128,8 +129,12 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
           memory: cached keys and values of the M preceding tokens, as parts (see LayerMemory),
             or None (M = 0).
           training: applies dropout to the attention weights.
+          queries: if set, only the last `queries` tokens query (Tq' = queries); every new token
+            is still projected to a key and value. Output and weights then cover those queries.
         """
         q, new_k, new_v = (self._split_heads(p) for p in tf.split(self.qkv(x), 3, axis=-1))
+        if queries is not None:
+            q, mask = q[:, :, -queries:], mask[:, -queries:]
         # One concat of the cached parts and the new tokens, then two einsums over all keys:
         # measured faster than an einsum per part (tiny batched matmuls are overhead-bound).
         keys, values = new_k, new_v
@@ -150,7 +155,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         weights_dropped = tf.cast(self.dropout(weights, training=training), q.dtype)
         context = tf.einsum("bhij,bhjd->bhid", weights_dropped, values)  # [B, h, Tq, head_dim]
         context = tf.transpose(context, [0, 2, 1, 3])  # [B, Tq, heads, head_dim]
-        context = tf.reshape(context, [tf.shape(x)[0], tf.shape(x)[1], self.width])
+        context = tf.reshape(context, [tf.shape(q)[0], tf.shape(q)[2], self.width])
         return AttentionOutput(self.out(context), weights, new_k, new_v)
 
 
@@ -190,12 +195,29 @@ class TransformerXLBlock(keras.layers.Layer):
         self.ffn_norm.build((None, self.width))
 
     def call(
-        self, x, position_encoding, content_bias, position_bias, mask, memory=None, training=False
+        self,
+        x,
+        position_encoding,
+        content_bias,
+        position_bias,
+        mask,
+        memory=None,
+        training=False,
+        queries=None,
     ) -> AttentionOutput:
-        """Same arguments as `RelativeMultiHeadAttention.call`; output [B, Tq, D]."""
+        """Same arguments as `RelativeMultiHeadAttention.call`; output [B, Tq, D] (Tq' rows)."""
         attention = self.attention(
-            x, position_encoding, content_bias, position_bias, mask, memory, training=training
+            x,
+            position_encoding,
+            content_bias,
+            position_bias,
+            mask,
+            memory,
+            training=training,
+            queries=queries,
         )
+        if queries is not None:
+            x = x[:, -queries:]
         x = self.attention_norm(x + self.dropout(attention.output, training=training))
         y = self.ffn_out(self.dropout(self.ffn_in(x), training=training))
         x = self.ffn_norm(x + self.dropout(y, training=training))
@@ -235,6 +257,7 @@ class TransformerXL(keras.layers.Layer):
         mask: tf.Tensor,
         memory: Sequence[LayerMemory] | None = None,
         training: bool = False,
+        outputs: int | None = None,
     ) -> TransformerXLOutput:
         """Runs the Tq new tokens through every block.
 
@@ -243,6 +266,9 @@ class TransformerXL(keras.layers.Layer):
           mask: [B, Tq, Tk] bool, Tk = M + Tq (see `RelativeMultiHeadAttention.call`).
           memory: per layer the cached keys and values (see LayerMemory), or None (M = 0).
           training: enables dropout.
+          outputs: if set, the last block computes only the last `outputs` tokens (hidden
+            [B, outputs, D]); the others feed the next step only through their keys and values.
+            The last layer's attention weights then cover those queries.
         """
         position_encoding = sinusoidal_encoding(tf.shape(mask)[-1], self.width)  # [Tk, D]
         position_encoding = self.position_dropout(position_encoding, training=training)
@@ -256,6 +282,7 @@ class TransformerXL(keras.layers.Layer):
                 mask,
                 None if memory is None else memory[i],
                 training=training,
+                queries=outputs if i == len(self.blocks) - 1 else None,
             )
             x = out.output
             attention.append(out.weights)

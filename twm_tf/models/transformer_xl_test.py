@@ -115,6 +115,22 @@ class TransformerXLTest(testing.TestCase):
         self.assertEqual(out.attention[0].shape, (2, 2, 5, 5))
         self.assertEqual(out.keys[2].shape, (2, 2, 5, 4))
 
+    def test_last_outputs_only_match_the_full_stack(self):
+        stack = transformer_xl.TransformerXL(3, width=8, heads=2, ffn=16, dropout=0.0)
+        stack.build()
+        rng = np.random.default_rng(2)
+        x = tf.constant(rng.standard_normal([2, 6, 8]), tf.float32)
+        mask = tf.constant(_causal_mask(2, 6, rng))
+        full = stack(x, mask)
+        last = stack(x, mask, outputs=2)
+        self.assertEqual(last.hidden.shape, (2, 2, 8))
+        self.assertAllClose(last.hidden, full.hidden[:, -2:], atol=1e-6)
+        # Every token still yields its keys and values, the last layer's included.
+        for got, expected in zip((*last.keys, *last.values), (*full.keys, *full.values)):
+            self.assertAllClose(got, expected, atol=1e-6)
+        self.assertAllClose(last.attention[-1], full.attention[-1][:, :, -2:], atol=1e-6)
+        self.assertAllClose(last.attention[0], full.attention[0], atol=1e-6)
+
 
 if __name__ == "__main__":
     absltest.main()
