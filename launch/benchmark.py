@@ -159,11 +159,10 @@ def bench_imagination(config, wm, ac, rng) -> dict:
         # source cache confuses the closures of these per-horizon functions.
         @tf.function(jit_compile=config.jit_compile, autograph=False)
         def run(seed):
-            seeds = tf.random.experimental.stateless_split(seed, num=3)
+            seeds = tf.random.experimental.stateless_split(seed, num=2)
             starts = imagination.select_starts(latents, cfg.imag_starts, seeds[0])
-            restart_z = distributions.sample_latent(wm.observation.encode(restart_obs), seeds[1])
             trajectory = imagination.rollout(
-                wm.dynamics, ac.actor, starts, restart_z, seeds[2], cfg
+                wm.dynamics, ac.actor, starts, restart_obs, wm.observation.encode, seeds[1], cfg
             )
             return ac.update(**trajectory._asdict()) if update else trajectory.rewards
 

@@ -12,9 +12,12 @@ tf.while_loop needs fixed shapes). Once the cache is full its cost per step is f
 
 A rollout restarts when the product of its predicted discounts since its (re)start falls below
 config.restart_threshold: the next state is the encoder sample of a random buffer observation,
-attention to the rollout's past is cut (reset) and the product restarts at 1.
+attention to the rollout's past is cut (reset) and the product restarts at 1. Only the
+observations drawn for restarts are encoded, as in the original (usually a few per step, against
+a whole pool); XLA needs static shapes, so under config.jit_compile the pool is encoded once.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -77,11 +80,23 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     )
 
 
+def _restart_logits(encode, restart_obs, pool_logits, pick, done) -> tf.Tensor:
+    """[M, V, C] encoder logits of pool row pick[m] where done[m] (elsewhere zeros or unused)."""
+    if pool_logits is not None:
+        return tf.gather(pool_logits, pick)
+    rows = tf.cast(tf.where(done), tf.int32)  # [n, 1]
+    # One spare row keeps the encoder's batch non-empty (oneDNN convolutions reject batch 0).
+    obs = tf.gather(restart_obs, tf.concat([tf.gather_nd(pick, rows), pick[:1]], axis=0))
+    logits = encode(obs)[:-1]  # [n, V, C]
+    return tf.scatter_nd(rows, logits, tf.concat([tf.shape(pick), tf.shape(logits)[1:]], 0))
+
+
 def rollout(
     dynamics_model: dynamics.DynamicsModel,
     actor: actor_critic.Actor,
     starts: Starts,
-    restart_z: tf.Tensor,
+    restart_obs: tf.Tensor,
+    encode: Callable[[tf.Tensor], tf.Tensor],
     seed: tf.Tensor,
     config: config_lib.Config,
 ) -> Trajectory:
@@ -91,17 +106,19 @@ def rollout(
       dynamics_model: the Transformer-XL.
       actor: the policy.
       starts: from select_starts.
-      restart_z: [P, V, C] encoder samples of random buffer observations; a restarting rollout
-        takes a uniformly drawn row (a fresh draw at every restart).
+      restart_obs: [P, S, H, W] uint8 random buffer observations; a restarting rollout takes a
+        uniformly drawn row (a fresh draw at every restart) and a latent sample of its encoding.
+      encode: the VAE encoder, [n, S, H, W] uint8 -> [n, V, C] logits.
       seed: [2] stateless seed.
-      config: horizon, restart_threshold.
+      config: horizon, restart_threshold, jit_compile.
 
     Returns:
       The Trajectory (no gradient).
     """
     m = starts.start_z.shape[0]
     horizon = config.horizon
-    seeds = tf.random.experimental.stateless_split(seed, num=3 * horizon)
+    seeds = tf.random.experimental.stateless_split(seed, num=4 * horizon)
+    pool_logits = encode(restart_obs) if config.jit_compile else None
     _, cache = dynamics_model.prefill(
         starts.context_z[:, None],
         starts.context_action[:, None],
@@ -120,9 +137,11 @@ def rollout(
         done = product < config.restart_threshold
         steps.append(Trajectory(z, action, out.reward, discount, done, reset))
         pick = tf.random.stateless_uniform(
-            [m], seeds[3 * t + 2], maxval=tf.shape(restart_z)[0], dtype=tf.int32
+            [m], seeds[3 * t + 2], maxval=tf.shape(restart_obs)[0], dtype=tf.int32
         )
-        z = tf.where(done[:, None, None], tf.gather(restart_z, pick), next_z)
+        restart_logits = _restart_logits(encode, restart_obs, pool_logits, pick, done)
+        restart_z = distributions.sample_latent(restart_logits, seeds[3 * horizon + t])
+        z = tf.where(done[:, None, None], restart_z, next_z)
         product = tf.where(done, tf.ones_like(product), product)
         prev_reward, reset = out.reward, done
     trajectory = Trajectory(*(tf.stack(field, axis=1) for field in zip(*steps)))

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
+from absl.testing import parameterized
 
 from twm_tf import config as config_lib
 from twm_tf import imagination
@@ -30,10 +31,23 @@ def _latents(config, n, length, seed=0):
     )
 
 
-def _reference(model, actor, starts, restart_z, seed, config):
+def _pool(latents):
+    """Restart observations (row ids as uint8 frames) and an encoder that maps row i to logits
+    peaked at pool state i, so a restarted state shows which row it came from."""
+    states = latents.z.numpy()[:, 0]  # 4 distinct states
+    obs = np.arange(len(states), dtype=np.uint8).reshape(-1, 1, 1, 1)
+
+    def encode(frames):
+        return 50.0 * tf.gather(tf.constant(states), tf.cast(frames[:, 0, 0, 0], tf.int32))
+
+    return states, tf.constant(obs), encode
+
+
+def _reference(model, actor, starts, restart_obs, encode, seed, config):
     """Recomputes the whole imagined sequence with the full-window model at every step."""
     context_z, context_action, context_reward, context_done, z = starts
-    seeds = tf.random.experimental.stateless_split(seed, num=3 * config.horizon)
+    horizon = config.horizon
+    seeds = tf.random.experimental.stateless_split(seed, num=4 * horizon)
     zs, actions, rewards, dones = [context_z], [context_action], [context_reward], [context_done]
     product = tf.ones([z.shape[0]])
     records = []
@@ -57,9 +71,12 @@ def _reference(model, actor, starts, restart_z, seed, config):
         rewards.append(reward)
         dones.append(done)
         pick = tf.random.stateless_uniform(
-            [z.shape[0]], seeds[3 * t + 2], maxval=len(restart_z), dtype=tf.int32
+            [z.shape[0]], seeds[3 * t + 2], maxval=len(restart_obs), dtype=tf.int32
         )
-        z = tf.where(done[:, None, None], tf.gather(restart_z, pick), next_z)
+        restart_z = distributions.sample_latent(
+            encode(tf.gather(restart_obs, pick)), seeds[3 * horizon + t]
+        )
+        z = tf.where(done[:, None, None], restart_z, next_z)
         product = tf.where(done, tf.ones_like(product), product)
     return zs[1:] + [z], records
 
@@ -89,16 +106,19 @@ class ImaginationTest(testing.TestCase):
             found.add((row, col))
         self.assertLen(found, 16)  # without replacement
 
-    def test_rollout_equals_full_recompute_reference(self):
-        config = self.config
+    @parameterized.parameters(False, True)
+    def test_rollout_equals_full_recompute_reference(self, jit_compile):
+        # jit_compile=True takes the static-shape path (the whole pool encoded once); without it
+        # only the drawn rows are encoded. Both must give the reference's states.
+        config = self.config.replace(jit_compile=jit_compile)
         latents = _latents(config, n=4, length=5)
         seed = tf.constant([7, 8], tf.int64)
         starts = imagination.select_starts(latents, 6, seed)
-        restart_z = latents.z.numpy()[:, 0]  # a pool of 4 distinct states for 6 rollouts
+        states, restart_obs, encode = _pool(latents)  # a pool of 4 distinct states, 6 rollouts
         trajectory = tf.function(imagination.rollout)(
-            self.model, self.actor, starts, tf.constant(restart_z), seed, config
+            self.model, self.actor, starts, restart_obs, encode, seed, config
         )
-        zs, records = _reference(self.model, self.actor, starts, restart_z, seed, config)
+        zs, records = _reference(self.model, self.actor, starts, restart_obs, encode, seed, config)
         action, reward, discount, done = (np.stack(x, 1) for x in zip(*records))
         self.assertTrue(done.any(), "the test must exercise restarts")
         self.assertAllClose(trajectory.z, np.stack(zs, 1))
@@ -110,17 +130,18 @@ class ImaginationTest(testing.TestCase):
         self.assertAllEqual(trajectory.restarts, restarts)
         # Every restarted state comes from the pool.
         restarted = trajectory.z.numpy()[:, 1:][done]
-        in_pool = (restarted[:, None] == restart_z[None]).all(axis=(2, 3)).any(axis=1)
+        in_pool = (restarted[:, None] == states[None]).all(axis=(2, 3)).any(axis=1)
         self.assertTrue(in_pool.all())
 
     def test_rollout_traces_once(self):
         config = self.config
         rollout = tf.function(imagination.rollout)
+        _, restart_obs, encode = _pool(_latents(config, n=4, length=5))
         for i in range(3):
             latents = _latents(config, n=4, length=5, seed=i)
             seed = tf.constant([i, 0], tf.int64)
             starts = imagination.select_starts(latents, 6, seed)
-            rollout(self.model, self.actor, starts, starts.start_z, seed, config)
+            rollout(self.model, self.actor, starts, restart_obs, encode, seed, config)
         self.assertEqual(rollout.experimental_get_tracing_count(), 1)
 
 
@@ -150,13 +171,14 @@ class PolicyLearningTest(testing.TestCase):
         world = _RewardedActionWorld(config)
         agent = actor_critic.ActorCritic(config, NUM_ACTIONS)
         latents = _latents(config, n=4, length=5)
+        _, restart_obs, encode = _pool(latents)
 
         @tf.function
         def train(seed):
             seeds = tf.random.experimental.stateless_split(seed, num=2)
             starts = imagination.select_starts(latents, config.imag_starts, seeds[0])
             trajectory = imagination.rollout(
-                world, agent.actor, starts, starts.start_z, seeds[1], config
+                world, agent.actor, starts, restart_obs, encode, seeds[1], config
             )
             return agent.update(**trajectory._asdict())
 

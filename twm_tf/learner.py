@@ -107,14 +107,11 @@ class Learner:
           (ActorCriticGradients, metrics).
         """
         config, wm, ac = self.config, self.world_model, self.actor_critic
-        starts_seed, restart_seed, rollout_seed = tf.unstack(
-            tf.random.experimental.stateless_split(seed, num=3)
-        )
+        starts_seed, rollout_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
         # One rollout per restart observation: M / replicas of them on each replica.
         starts = imagination.select_starts(latents, restart_obs.shape[0], starts_seed)
-        restart_z = distributions.sample_latent(wm.observation.encode(restart_obs), restart_seed)
         trajectory = imagination.rollout(
-            wm.dynamics, ac.actor, starts, restart_z, rollout_seed, config
+            wm.dynamics, ac.actor, starts, restart_obs, wm.observation.encode, rollout_seed, config
         )
         gradients, metrics = ac.gradients(**trajectory._asdict())
         metrics["imagination/reward_mean"] = tf.reduce_mean(trajectory.rewards)

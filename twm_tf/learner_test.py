@@ -5,6 +5,7 @@ import random
 import keras
 import numpy as np
 from absl.testing import absltest
+from absl.testing import parameterized
 
 from twm_tf import config as config_lib
 from twm_tf import learner as learner_lib
@@ -57,8 +58,12 @@ class LearnerTest(testing.TestCase):
                 self.assertEqual(layer.dtype_policy.name, expected, layer.name)
         self.assertEqual(learner.actor_critic.actor.dtype_policy.name, "float32")
 
-    def test_steps_trace_once(self):
-        config = config_lib.debug(wm_batch=2, imag_starts=3, pretrain_obs_batch=4)
+    @parameterized.parameters(False, True)
+    def test_steps_trace_once(self, jit_compile):
+        # XLA needs static shapes everywhere, e.g. the imagination's restart encodings.
+        config = config_lib.debug(
+            wm_batch=2, imag_starts=3, pretrain_obs_batch=4, jit_compile=jit_compile
+        )
         learner = learner_lib.Learner(config, 6)
         replay = _random_replay(config, steps=64)
         for _ in range(2):
