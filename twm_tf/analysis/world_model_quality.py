@@ -227,6 +227,10 @@ def horizon_metrics(
                 "latent_accuracy_repeat": _mean((classes[s] == classes[target]).mean(1), latent_ok),
                 "reward_mae": _mean(np.abs(pred_reward - real_reward), reward_ok),
                 "reward_mae_mean": _mean(np.abs(mean_reward - real_reward), reward_ok),
+                # The head is a unit-variance Gaussian: its mean is fit by squared error, so MSE
+                # is the comparison that matches its training (MAE favours predicting 0).
+                "reward_mse": _mean(np.square(pred_reward - real_reward), reward_ok),
+                "reward_mse_mean": _mean(np.square(mean_reward - real_reward), reward_ok),
                 "reward_nonzero": int(nonzero.sum()),
                 "reward_sign_accuracy": _mean(
                     np.sign(pred_reward) == np.sign(real_reward), nonzero
@@ -276,7 +280,7 @@ _PANELS = (  # title, (model key, baseline key, baseline label) ...
     ("decoded frames MSE", "recon_mse", "recon_mse_repeat", "repeat last frame"),
     ("next-latent cross-entropy (nats)", "latent_xent", "latent_xent_uniform", "uniform"),
     ("next-latent top-1 accuracy", "latent_accuracy", "latent_accuracy_repeat", "repeat latent"),
-    ("reward MAE (tanh scale)", "reward_mae", "reward_mae_mean", "mean reward"),
+    ("reward MSE (tanh scale)", "reward_mse", "reward_mse_mean", "mean reward"),
     ("reward sign accuracy (r != 0)", "reward_sign_accuracy", "reward_sign_accuracy_mean", "mean"),
     ("terminal precision / recall", "terminal_precision", "terminal_recall", "recall"),
 )

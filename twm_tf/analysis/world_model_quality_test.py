@@ -110,6 +110,7 @@ class WorldModelQualityTest(testing.TestCase):
         self.assertGreaterEqual(first["latent_xent"], first["latent_xent_uniform"])
         self.assertGreaterEqual(first["recon_mse"], first["recon_mse_repeat"])
         self.assertGreaterEqual(first["reward_mae"], first["reward_mae_mean"])
+        self.assertGreaterEqual(first["reward_mse"], first["reward_mse_mean"])
 
     def test_fitted_model_predicts_better(self):
         fitted, untrained = (self.summaries[n]["horizons"][0] for n in ("fitted", "untrained"))
@@ -117,6 +118,10 @@ class WorldModelQualityTest(testing.TestCase):
         self.assertLess(fitted["latent_xent"], 0.5 * fitted["latent_xent_uniform"])
         self.assertLess(fitted["recon_mse"], 0.1 * untrained["recon_mse"])
         self.assertLess(fitted["reward_mae"], 0.5 * untrained["reward_mae"])
+        self.assertLess(fitted["reward_mse"], 0.25 * untrained["reward_mse"])
+        for row in (fitted, untrained):  # Jensen: a mean square is at least the squared mean
+            self.assertGreaterEqual(row["reward_mse"], row["reward_mae"] ** 2)
+            self.assertGreaterEqual(row["reward_mse_mean"], row["reward_mae_mean"] ** 2)
 
     def test_collects_policy_games_in_the_eval_env(self):
         run = self.runs["untrained"]
