@@ -316,21 +316,18 @@ class DynamicsModel(keras.Model):
         )
         return output, cache
 
-    def initial_cache(self, batch_size, blocks: int | None = None) -> DynamicsCache:
-        """A cache of `blocks` (default `cache_blocks`) invalid blocks for `batch_size` rows."""
-        blocks = self.cache_blocks if blocks is None else blocks
-        if not 0 <= blocks <= self.cache_blocks:
-            raise ValueError(f"blocks must be in [0, {self.cache_blocks}], got {blocks}")
+    def initial_cache(self, batch_size) -> DynamicsCache:
+        """A full cache (`cache_blocks` blocks, every slot invalid) for `batch_size` rows."""
         heads = self.config.dyn_heads
         zeros = tf.zeros(
             [batch_size, heads, self.tokens_per_step, self.config.dyn_width // heads],
             self.compute_dtype,
         )
-        layer = (zeros,) * blocks
+        layer = (zeros,) * self.cache_blocks
         return DynamicsCache(
             keys=(layer,) * self.config.dyn_layers,
             values=(layer,) * self.config.dyn_layers,
-            valid=tf.zeros([batch_size, self.tokens_per_step * blocks], tf.bool),
+            valid=tf.zeros([batch_size, self.cache_length], tf.bool),
         )
 
     def step(
