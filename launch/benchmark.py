@@ -193,12 +193,7 @@ def bench_policy(config) -> dict:
         np.random.default_rng(0).integers(0, 256, [1, config.frame_stack, size, size]), tf.uint8
     )
 
-    @tf.function
-    def act(frames, seed):
-        return distributions.sample_actions(
-            actor(distributions.latent_mode(obs_model.encode(frames))), seed
-        )
-
+    act = evaluation.policy_function(obs_model, actor)  # as the agent acts
     seed = tf.constant([0, 1], tf.int64)
     results = {"policy_step_in_process_ms": 1e3 * _median_seconds(lambda: act(frames, seed), 200)}
     meanings = [f"A{i}" for i in range(_NUM_ACTIONS.value)]

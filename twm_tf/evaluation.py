@@ -149,9 +149,11 @@ def policy_logits(obs_model: observation.ObservationModel, actor: actor_critic.A
         [None, config.frame_stack, config.frame_size, config.frame_size], tf.uint8
     )
 
-    @tf.function(input_signature=[frames_spec])
+    # XLA: at batch 1 (acting) TF's per-op dispatch costs more than the convs and matmuls.
+    @tf.function(input_signature=[frames_spec], jit_compile=True)
     def logits(frames):
-        return tf.cast(actor(distributions.latent_mode(obs_model.encode(frames))), tf.float32)
+        classes = distributions.latent_mode_classes(obs_model.encode(frames))
+        return tf.cast(actor.from_classes(classes), tf.float32)
 
     return logits
 
@@ -162,7 +164,9 @@ def policy_function(
     """The acting policy: actions sampled from `policy_logits` with a [2] stateless seed."""
     logits = policy_logits(obs_model, actor)
 
-    @tf.function(input_signature=[*logits.input_signature, tf.TensorSpec([2], tf.int64)])
+    @tf.function(
+        input_signature=[*logits.input_signature, tf.TensorSpec([2], tf.int64)], jit_compile=True
+    )
     def act(frames, seed):
         return distributions.sample_actions(logits(frames), seed)
 

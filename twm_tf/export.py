@@ -83,8 +83,7 @@ class PolicyModule(tf.Module):
 
     def _logits(self, frames: tf.Tensor) -> tf.Tensor:
         """Returns the action logits [B, A] of frames [B, S, 64, 64] uint8."""
-        z = distributions.latent_mode(self.encoder(frames))  # [B, V, C]
-        return self.actor(z)
+        return self.actor.from_classes(distributions.latent_mode_classes(self.encoder(frames)))
 
     def _sample(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = self.logits(frames)

@@ -49,6 +49,8 @@ class _LatentMlp(keras.Model):
         # Sequential takes no dtype argument; without this it would cast its inputs to the global
         # policy's compute dtype (bfloat16) before its float32 layers see them.
         self._mlp.dtype_policy = "float32"
+        # Variables exist right after construction (from_classes reads the first kernel directly).
+        self._mlp.build((None, config.latent_vars * config.latent_classes))
 
     def _trunk(self, z: tf.Tensor) -> tf.Tensor:
         """Maps z [..., V, C] to the output layer's [..., out_dim] as float32."""
@@ -76,6 +78,27 @@ class Actor(_LatentMlp):
     def call(self, z: tf.Tensor) -> tf.Tensor:
         """Returns the logits [..., A] of pi(.|z) for one-hot z [..., V, C]."""
         return self._trunk(z)
+
+    def from_classes(self, classes: tf.Tensor) -> tf.Tensor:
+        """`call` on the one-hot z with these classes: [..., V] int32 -> logits [..., A].
+
+        A one-hot z times the first layer's kernel is the sum of V of its V * C rows, so this
+        gathers them. Acting at batch 1 is bound by reading weights, and the full kernel is 2 MB
+        of the 18 MB that encoder + actor would read per step (paper sizes).
+        """
+        num_vars, num_classes = self._latent_shape
+        if classes.shape[-1] != num_vars:
+            raise ValueError(
+                f"{self.name} expects classes of shape [..., {num_vars}] (latent_vars), "
+                f"got {classes.shape}"
+            )
+        first, *rest = self._mlp.layers
+        leading = tf.shape(classes)[:-1]
+        rows = tf.reshape(classes, [-1, num_vars]) + num_classes * tf.range(num_vars)  # [N, V]
+        x = first.activation(tf.reduce_sum(tf.gather(first.kernel, rows), axis=1) + first.bias)
+        for layer in rest:
+            x = layer(x)  # [N, 512] ... [N, A]
+        return tf.reshape(x, tf.concat([leading, tf.shape(x)[-1:]], 0))
 
 
 class Critic(_LatentMlp):

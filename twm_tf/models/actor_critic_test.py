@@ -189,6 +189,23 @@ class NetworksTest(testing.TestCase):
         actor = ac_lib.Actor(config_lib.debug(), 3)
         with self.assertRaisesRegex(ValueError, "latent_vars, latent_classes"):
             actor(tf.zeros([2, 16]))
+        with self.assertRaisesRegex(ValueError, r"classes of shape \[..., 4\] \(latent_vars\)"):
+            actor.from_classes(tf.zeros([2, 5], tf.int32))
+
+    def test_from_classes_equals_the_one_hot_product(self):
+        config = config_lib.debug()
+        actor = ac_lib.Actor(config, 5)
+        # Nonzero biases: the gathered rows must get the first layer's bias once, not per row.
+        for layer in actor._mlp.layers:
+            layer.bias.assign(tf.random.stateless_normal(layer.bias.shape, [0, 1]))
+        classes = tf.random.stateless_uniform(
+            [2, 3, config.latent_vars], [1, 2], maxval=config.latent_classes, dtype=tf.int32
+        )
+        z = tf.one_hot(classes, config.latent_classes)  # [2, 3, V, C]
+        self.assertAllClose(actor.from_classes(classes), actor(z), atol=1e-5)
+        self.assertAllClose(actor.from_classes(classes[0, 0]), actor(z[0, 0]), atol=1e-5)
+        compiled = tf.function(actor.from_classes, jit_compile=True)
+        self.assertAllClose(compiled(classes), actor(z), atol=1e-5)
 
     def test_checkpoint_restores_every_weight(self):
         config = config_lib.debug(ac_hidden=(8, 8))

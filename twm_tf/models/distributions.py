@@ -83,6 +83,11 @@ def latent_mode(logits: tf.Tensor) -> tf.Tensor:
     return latent(logits).mode()
 
 
+def latent_mode_classes(logits: tf.Tensor) -> tf.Tensor:
+    """The classes [..., V] int32 of `latent_mode(logits)`, for `Actor.from_classes`."""
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+
 def sample_actions(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """One action [...] int32 per row of logits [..., A], drawn from policy(logits)."""
     return policy(logits).sample(seed=seed)
