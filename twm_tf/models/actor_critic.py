@@ -8,9 +8,10 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import optimizer
+from twm_tf.models import activations
+from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
-from twm_tf.models import distributions
 
 
 class _LatentMlp(keras.Model):
@@ -30,7 +31,7 @@ class _LatentMlp(keras.Model):
         hidden = [
             keras.layers.Dense(
                 width,
-                activation="silu",
+                activation=activations.silu,
                 kernel_initializer=initializers.orthogonal(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
                 dtype="float32",

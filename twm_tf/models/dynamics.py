@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf.models import activations
 from twm_tf.models import distributions
 from twm_tf.models import initializers
 from twm_tf.models import transformer_xl
@@ -77,7 +78,7 @@ class PredictionHead(keras.layers.Layer):
         self.hidden = [
             keras.layers.Dense(
                 n,
-                activation="silu",
+                activation=activations.silu,
                 kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
                 name=f"hidden_{i}",
@@ -102,7 +103,7 @@ class PredictionHead(keras.layers.Layer):
 
     def call(self, h: tf.Tensor, training: bool = False) -> tf.Tensor:
         """[..., D] -> [..., units]."""
-        x = tf.nn.silu(h)
+        x = activations.silu(h)
         for layer in self.hidden:
             x = self.dropout(layer(x), training=training)
         return self.final(x)
@@ -161,7 +162,7 @@ class DynamicsModel(keras.Model):
         # nn.Embedding's N(0, 1) for a, so action tokens start larger than latent tokens.
         self.latent_embedding = keras.layers.Dense(
             width,
-            activation="silu",
+            activation=activations.silu,
             kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
             bias_initializer=initializers.zeros(),
             name="latent_embed",
@@ -175,7 +176,7 @@ class DynamicsModel(keras.Model):
         self.reward_embedding = (
             keras.layers.Dense(
                 width,
-                activation="silu",
+                activation=activations.silu,
                 kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
                 name="reward_embed",

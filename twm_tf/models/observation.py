@@ -1,11 +1,13 @@
 """The observation model of TWM: a categorical VAE over stacked 64x64 grayscale frames."""
 
 import math
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf.models import activations
 from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
@@ -33,7 +35,7 @@ class Encoder(keras.Model):
                 channels,
                 _ENCODER_KERNEL,
                 strides=2,
-                activation="silu",
+                activation=activations.silu,
                 kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
                 name=f"conv_{i}",
@@ -44,7 +46,7 @@ class Encoder(keras.Model):
         self.hidden = [
             keras.layers.Dense(
                 width,
-                activation="silu",
+                activation=activations.silu,
                 kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
                 bias_initializer=initializers.zeros(),
                 name=f"hidden_{i}",
@@ -90,7 +92,7 @@ class Encoder(keras.Model):
 
 
 def _transposed_conv(
-    channels: int, kernel: int, activation: str | None, name: str
+    channels: int, kernel: int, activation: Callable[[tf.Tensor], tf.Tensor] | None, name: str
 ) -> keras.layers.Conv2DTranspose:
     """A stride-2 transposed convolution with PyTorch's default ConvTranspose2d initialization."""
     return keras.layers.Conv2DTranspose(
@@ -120,7 +122,7 @@ class Decoder(keras.Model):
         self._config = config
         self.hidden = keras.layers.Dense(
             config.decoder_hidden,
-            activation="silu",
+            activation=activations.silu,
             kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
             bias_initializer=initializers.zeros(),
             name="hidden",
@@ -128,7 +130,7 @@ class Decoder(keras.Model):
         self.reshape = keras.layers.Reshape((1, 1, config.decoder_hidden), name="reshape")
         channels = (*config.decoder_channels, config.frame_stack)
         self.deconvs = [
-            _transposed_conv(c, kernel, activation="silu", name=f"deconv_{i}")
+            _transposed_conv(c, kernel, activation=activations.silu, name=f"deconv_{i}")
             for i, (c, kernel) in enumerate(zip(channels[:-1], _DECODER_KERNELS[:-1], strict=True))
         ]
         self.output_layer = _transposed_conv(

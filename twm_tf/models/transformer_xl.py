@@ -7,6 +7,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from twm_tf.models import activations
 from twm_tf.models import initializers
 
 # Projected keys and values of M earlier tokens as consecutive parts, oldest first:
@@ -173,7 +174,7 @@ class TransformerXLBlock(keras.layers.Layer):
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
         self.ffn_in = keras.layers.Dense(
             ffn,
-            activation="silu",
+            activation=activations.silu,
             kernel_initializer=initializers.torch_default_kernel(),
             bias_initializer=initializers.torch_default_bias(width),
             name="ffn_in",
