@@ -71,17 +71,18 @@ def count(function: tf.types.experimental.ConcreteFunction) -> int:
         ValueError: if a counted op has a dynamic shape, or the graph has a while loop, whose
             trip count the graph does not tell.
     """
-    library = {f.name: f for f in function.graph._functions.values()}  # noqa: SLF001
 
-    def graph_macs(graph) -> int:
+    def graph_macs(graph, library: dict) -> int:
+        # A function called from a nested graph (e.g. inside a gradient) is defined there.
+        library = {**library, **graph._functions}  # noqa: SLF001  (name -> function)
         total = 0
         for op in graph.get_operations():
             if op.type in ("While", "StatelessWhile"):
                 raise ValueError("cannot count FLOPs through a while loop")
             if _CALLS.fullmatch(op.type):
-                total += graph_macs(library[op.get_attr("f").name].graph)
+                total += graph_macs(library[op.get_attr("f").name].graph, library)
             else:
                 total += _op_macs(op)
         return total
 
-    return 2 * graph_macs(function.graph)
+    return 2 * graph_macs(function.graph, {})

@@ -50,6 +50,26 @@ class FlopsTest(testing.TestCase):
         # Every input element meets every kernel tap once: 2 x 4 x 4 x 5 inputs x 4 x 4 x 3.
         self.assertEqual(_count(up, tf.TensorSpec([2, 4, 4, 5])), 2 * (2 * 4 * 4 * 5) * 48)
 
+    def test_function_called_from_a_nested_gradient(self):
+        w = tf.ones([3, 4])
+
+        @tf.function
+        def backward(dy):  # Defined in the graph of `gradient`, not of the outer function.
+            return tf.matmul(dy, w, transpose_b=True)  # 2 x 4 x 3
+
+        @tf.custom_gradient
+        def layer(x):
+            return tf.matmul(x, w), backward  # 2 x 3 x 4
+
+        @tf.function
+        def gradient(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.reduce_sum(layer(x))
+            return tape.gradient(y, x)
+
+        self.assertEqual(_count(lambda x: 2.0 * gradient(x), tf.TensorSpec([2, 3])), 2 * 48)
+
     def test_dynamic_shapes_are_refused(self):
         with self.assertRaisesRegex(ValueError, "no static shape"):
             _count(tf.matmul, tf.TensorSpec([None, 5]), tf.TensorSpec([5, 3]))
