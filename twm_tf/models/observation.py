@@ -11,6 +11,7 @@ from twm_tf.models import activations
 from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
+from twm_tf.models import matmul_convs
 
 # Spatial sizes of the two conv stacks, fixed by the kernels and strides for 64x64 frames (valid
 # padding): encoder 64 -> 31 -> 14 -> 6 -> 2, decoder 1 -> 5 -> 13 -> 30 -> 64.
@@ -30,8 +31,10 @@ class Encoder(keras.Model):
     def __init__(self, config: config_lib.Config, name: str = "encoder"):
         super().__init__(name=name)
         self._config = config
+        last = len(config.encoder_channels) - 1
         self.convs = [
-            keras.layers.Conv2D(
+            # The last conv (6x6 -> 2x2) is faster as one patch matmul (see matmul_convs).
+            (matmul_convs.PatchConv2D if i == last else keras.layers.Conv2D)(
                 channels,
                 _ENCODER_KERNEL,
                 strides=2,
@@ -92,10 +95,14 @@ class Encoder(keras.Model):
 
 
 def _transposed_conv(
-    channels: int, kernel: int, activation: Callable[[tf.Tensor], tf.Tensor] | None, name: str
+    channels: int,
+    kernel: int,
+    activation: Callable[[tf.Tensor], tf.Tensor] | None,
+    name: str,
+    layer_class: type[keras.layers.Conv2DTranspose] = keras.layers.Conv2DTranspose,
 ) -> keras.layers.Conv2DTranspose:
     """A stride-2 transposed convolution with PyTorch's default ConvTranspose2d initialization."""
-    return keras.layers.Conv2DTranspose(
+    return layer_class(
         channels,
         kernel,
         strides=2,
@@ -130,7 +137,16 @@ class Decoder(keras.Model):
         self.reshape = keras.layers.Reshape((1, 1, config.decoder_hidden), name="reshape")
         channels = (*config.decoder_channels, config.frame_stack)
         self.deconvs = [
-            _transposed_conv(c, kernel, activation=activations.silu, name=f"deconv_{i}")
+            _transposed_conv(
+                c,
+                kernel,
+                activation=activations.silu,
+                name=f"deconv_{i}",
+                # The first one grows the 1x1 map: a plain matmul (see matmul_convs).
+                layer_class=matmul_convs.PointTransposedConv2D
+                if i == 0
+                else keras.layers.Conv2DTranspose,
+            )
             for i, (c, kernel) in enumerate(zip(channels[:-1], _DECODER_KERNELS[:-1], strict=True))
         ]
         self.output_layer = _transposed_conv(
