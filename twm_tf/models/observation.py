@@ -11,7 +11,7 @@ from twm_tf.models import activations
 from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
-from twm_tf.models import matmul_convs
+from twm_tf.models import conv_forms
 
 # Spatial sizes of the two conv stacks, fixed by the kernels and strides for 64x64 frames (valid
 # padding): encoder 64 -> 31 -> 14 -> 6 -> 2, decoder 1 -> 5 -> 13 -> 30 -> 64.
@@ -33,8 +33,8 @@ class Encoder(keras.Model):
         self._config = config
         last = len(config.encoder_channels) - 1
         self.convs = [
-            # The last conv (6x6 -> 2x2) is faster as one patch matmul (see matmul_convs).
-            (matmul_convs.PatchConv2D if i == last else keras.layers.Conv2D)(
+            # The last conv (6x6 -> 2x2) is faster as one patch matmul (see conv_forms).
+            (conv_forms.PatchConv2D if i == last else keras.layers.Conv2D)(
                 channels,
                 _ENCODER_KERNEL,
                 strides=2,
@@ -142,15 +142,20 @@ class Decoder(keras.Model):
                 kernel,
                 activation=activations.silu,
                 name=f"deconv_{i}",
-                # The first one grows the 1x1 map: a plain matmul (see matmul_convs).
-                layer_class=matmul_convs.PointTransposedConv2D
+                # The first one grows the 1x1 map: a plain matmul (see conv_forms).
+                layer_class=conv_forms.PointTransposedConv2D
                 if i == 0
                 else keras.layers.Conv2DTranspose,
             )
             for i, (c, kernel) in enumerate(zip(channels[:-1], _DECODER_KERNELS[:-1], strict=True))
         ]
         self.output_layer = _transposed_conv(
-            channels[-1], _DECODER_KERNELS[-1], activation=None, name="output"
+            channels[-1],
+            _DECODER_KERNELS[-1],
+            activation=None,
+            name="output",
+            # frame_stack output channels vectorize poorly; see conv_forms.
+            layer_class=conv_forms.SubPixelTransposedConv2D,
         )
         self.build((None, config.latent_vars, config.latent_classes))
 

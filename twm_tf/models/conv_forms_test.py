@@ -1,4 +1,4 @@
-"""The matmul forms of the convolutions equal the Keras layers they replace."""
+"""The faster forms of the convolutions equal the Keras layers they replace."""
 
 import keras
 import tensorflow as tf
@@ -6,7 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf import testing
-from twm_tf.models import matmul_convs
+from twm_tf.models import conv_forms
 
 
 def _twins(fast_class, keras_class, input_shape, **kwargs):
@@ -35,7 +35,7 @@ def _value_and_gradients(layer, x, jit_compile):
     return run(x)
 
 
-class MatmulConvsTest(testing.TestCase):
+class ConvFormsTest(testing.TestCase):
     @parameterized.parameters(
         # The encoder's last conv; non-square, odd strides, more outputs.
         dict(input_shape=(3, 6, 6, 5), kernel=4, strides=2, jit_compile=False),
@@ -44,7 +44,7 @@ class MatmulConvsTest(testing.TestCase):
     )
     def test_patch_conv_equals_conv2d(self, input_shape, kernel, strides, jit_compile):
         fast, reference = _twins(
-            matmul_convs.PatchConv2D,
+            conv_forms.PatchConv2D,
             keras.layers.Conv2D,
             input_shape,
             filters=4,
@@ -59,7 +59,7 @@ class MatmulConvsTest(testing.TestCase):
     @parameterized.parameters(False, True)
     def test_point_transposed_conv_equals_conv2d_transpose(self, jit_compile):
         fast, reference = _twins(
-            matmul_convs.PointTransposedConv2D,
+            conv_forms.PointTransposedConv2D,
             keras.layers.Conv2DTranspose,
             (3, 1, 1, 6),
             filters=4,
@@ -72,11 +72,36 @@ class MatmulConvsTest(testing.TestCase):
         self.assertEqual(got[0].shape, [3, 5, 3, 4])
         self.assertAllClose(got, want, atol=1e-5, rtol=1e-5)
 
+    @parameterized.parameters(
+        # The decoder's output layer; a kernel the stride does not divide; stride 3, non-square.
+        dict(input_shape=(2, 5, 5, 6), kernel=6, strides=2, jit_compile=False),
+        dict(input_shape=(2, 5, 5, 6), kernel=6, strides=2, jit_compile=True),
+        dict(input_shape=(2, 4, 3, 5), kernel=5, strides=2, jit_compile=False),
+        dict(input_shape=(2, 3, 4, 5), kernel=(4, 2), strides=3, jit_compile=False),
+    )
+    def test_sub_pixel_transposed_conv_equals_conv2d_transpose(
+        self, input_shape, kernel, strides, jit_compile
+    ):
+        fast, reference = _twins(
+            conv_forms.SubPixelTransposedConv2D,
+            keras.layers.Conv2DTranspose,
+            input_shape,
+            filters=3,
+            kernel_size=kernel,
+            strides=strides,
+            activation="tanh",
+        )
+        x = tf.random.stateless_normal(input_shape, [1, 2])
+        got, want = (_value_and_gradients(layer, x, jit_compile) for layer in (fast, reference))
+        self.assertEqual(got[0].shape, want[0].shape)
+        self.assertAllClose(got, want, atol=1e-5, rtol=1e-5)
+
     def test_keeps_the_keras_variables(self):
         # Same variable names and shapes: checkpoints of the plain Keras layers restore.
         for fast_class, keras_class, shape in [
-            (matmul_convs.PatchConv2D, keras.layers.Conv2D, (1, 6, 6, 5)),
-            (matmul_convs.PointTransposedConv2D, keras.layers.Conv2DTranspose, (1, 1, 1, 6)),
+            (conv_forms.PatchConv2D, keras.layers.Conv2D, (1, 6, 6, 5)),
+            (conv_forms.PointTransposedConv2D, keras.layers.Conv2DTranspose, (1, 1, 1, 6)),
+            (conv_forms.SubPixelTransposedConv2D, keras.layers.Conv2DTranspose, (1, 3, 3, 6)),
         ]:
             fast, reference = _twins(fast_class, keras_class, shape, filters=4, kernel_size=4)
             self.assertEqual(
@@ -85,12 +110,15 @@ class MatmulConvsTest(testing.TestCase):
             )
 
     def test_rejects_what_it_cannot_compute(self):
-        point = matmul_convs.PointTransposedConv2D(4, 5, strides=2, name="deconv_0")
+        point = conv_forms.PointTransposedConv2D(4, 5, strides=2, name="deconv_0")
         with self.assertRaisesRegex(ValueError, r"deconv_0.*\[N, 1, 1, C\].*\(2, 2, 2, 6\)"):
             point(tf.zeros([2, 2, 2, 6]))
-        patch = matmul_convs.PatchConv2D(4, 3, padding="same", name="conv_3")
+        patch = conv_forms.PatchConv2D(4, 3, padding="same", name="conv_3")
         with self.assertRaisesRegex(ValueError, "conv_3.*valid padding"):
             patch(tf.zeros([2, 6, 6, 3]))
+        sub_pixel = conv_forms.SubPixelTransposedConv2D(4, 3, strides=(2, 1), name="output")
+        with self.assertRaisesRegex(ValueError, r"output.*equal strides"):
+            sub_pixel(tf.zeros([2, 5, 5, 3]))
 
 
 if __name__ == "__main__":
