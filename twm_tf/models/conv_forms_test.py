@@ -36,6 +36,14 @@ def _value_and_gradients(layer, x, jit_compile):
 
 
 class ConvFormsTest(testing.TestCase):
+    def _assert_equal_layers(self, fast_class, keras_class, input_shape, jit_compile, **kwargs):
+        """Values and gradients (input, kernel, bias) of both layers agree."""
+        fast, reference = _twins(fast_class, keras_class, input_shape, activation="tanh", **kwargs)
+        x = tf.random.stateless_normal(input_shape, [1, 2])
+        got, want = (_value_and_gradients(layer, x, jit_compile) for layer in (fast, reference))
+        self.assertEqual(got[0].shape, want[0].shape)
+        self.assertAllClose(got, want, atol=1e-5, rtol=1e-5)
+
     @parameterized.parameters(
         # The encoder's last conv; non-square, odd strides, more outputs.
         dict(input_shape=(3, 6, 6, 5), kernel=4, strides=2, jit_compile=False),
@@ -43,34 +51,27 @@ class ConvFormsTest(testing.TestCase):
         dict(input_shape=(2, 9, 7, 3), kernel=(3, 2), strides=(3, 1), jit_compile=False),
     )
     def test_patch_conv_equals_conv2d(self, input_shape, kernel, strides, jit_compile):
-        fast, reference = _twins(
+        self._assert_equal_layers(
             conv_forms.PatchConv2D,
             keras.layers.Conv2D,
             input_shape,
+            jit_compile,
             filters=4,
             kernel_size=kernel,
             strides=strides,
-            activation="tanh",
         )
-        x = tf.random.stateless_normal(input_shape, [1, 2])
-        got, want = (_value_and_gradients(layer, x, jit_compile) for layer in (fast, reference))
-        self.assertAllClose(got, want, atol=1e-5, rtol=1e-5)
 
     @parameterized.parameters(False, True)
     def test_point_transposed_conv_equals_conv2d_transpose(self, jit_compile):
-        fast, reference = _twins(
+        self._assert_equal_layers(
             conv_forms.PointTransposedConv2D,
             keras.layers.Conv2DTranspose,
             (3, 1, 1, 6),
+            jit_compile,
             filters=4,
             kernel_size=(5, 3),
             strides=2,
-            activation="tanh",
         )
-        x = tf.random.stateless_normal([3, 1, 1, 6], [1, 2])
-        got, want = (_value_and_gradients(layer, x, jit_compile) for layer in (fast, reference))
-        self.assertEqual(got[0].shape, [3, 5, 3, 4])
-        self.assertAllClose(got, want, atol=1e-5, rtol=1e-5)
 
     @parameterized.parameters(
         # The decoder's output layer; a kernel the stride does not divide; stride 3, non-square.
@@ -82,19 +83,15 @@ class ConvFormsTest(testing.TestCase):
     def test_sub_pixel_transposed_conv_equals_conv2d_transpose(
         self, input_shape, kernel, strides, jit_compile
     ):
-        fast, reference = _twins(
+        self._assert_equal_layers(
             conv_forms.SubPixelTransposedConv2D,
             keras.layers.Conv2DTranspose,
             input_shape,
+            jit_compile,
             filters=3,
             kernel_size=kernel,
             strides=strides,
-            activation="tanh",
         )
-        x = tf.random.stateless_normal(input_shape, [1, 2])
-        got, want = (_value_and_gradients(layer, x, jit_compile) for layer in (fast, reference))
-        self.assertEqual(got[0].shape, want[0].shape)
-        self.assertAllClose(got, want, atol=1e-5, rtol=1e-5)
 
     def test_keeps_the_keras_variables(self):
         # Same variable names and shapes: checkpoints of the plain Keras layers restore.
