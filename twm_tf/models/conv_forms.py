@@ -24,8 +24,16 @@ class PatchConv2D(keras.layers.Conv2D):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         """[N, H, W, in] -> [N, out_h, out_w, out] (same as keras.layers.Conv2D)."""
-        if self.padding != "valid" or self.data_format != "channels_last":
-            raise ValueError(f"{self.name}: PatchConv2D needs valid padding and channels_last")
+        if (
+            self.padding != "valid"
+            or self.data_format != "channels_last"
+            or self.dilation_rate != (1, 1)
+            or self.groups != 1
+        ):
+            raise ValueError(
+                f"{self.name}: PatchConv2D needs valid padding, channels_last, no dilation and "
+                f"one group"
+            )
         kh, kw, channels_in, channels_out = self.kernel.shape
         _, height, width, _ = inputs.shape
         rows = range(0, height - kh + 1, self.strides[0])
@@ -45,17 +53,19 @@ class PointTransposedConv2D(keras.layers.Conv2DTranspose):
     """A Conv2DTranspose of a 1x1 map, computed as the dense layer it equals.
 
     From one input pixel, output pixel (i, j) is x @ kernel[i, j]^T: the layer is one
-    [N, in] x [in, kh * kw * out] matmul. Valid padding only (the output is kh x kw).
+    [N, in] x [in, kh * kw * out] matmul.
     """
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         """[N, 1, 1, in] -> [N, kh, kw, out] (same as keras.layers.Conv2DTranspose)."""
-        if tuple(inputs.shape[1:3]) != (1, 1) or self.padding != "valid":
-            raise ValueError(
-                f"{self.name}: PointTransposedConv2D needs a [N, 1, 1, C] input and valid "
-                f"padding, got shape {inputs.shape} and padding {self.padding!r}"
-            )
         kh, kw, channels_out, channels_in = self.kernel.shape
+        # Valid padding, no dilation or output padding, and a kernel no smaller than the stride.
+        output_size = tuple(self.compute_output_shape(inputs.shape)[1:3])
+        if tuple(inputs.shape[1:3]) != (1, 1) or output_size != (kh, kw):
+            raise ValueError(
+                f"{self.name}: PointTransposedConv2D needs a [N, 1, 1, C] input and an output of "
+                f"the kernel's size, got shape {inputs.shape} and output size {output_size}"
+            )
         x = tf.reshape(inputs, [-1, channels_in])
         kernel = tf.reshape(self.kernel, [kh * kw * channels_out, channels_in])
         outputs = tf.reshape(tf.matmul(x, kernel, transpose_b=True), [-1, kh, kw, channels_out])

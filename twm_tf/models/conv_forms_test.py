@@ -110,6 +110,10 @@ class ConvFormsTest(testing.TestCase):
         point = conv_forms.PointTransposedConv2D(4, 5, strides=2, name="deconv_0")
         with self.assertRaisesRegex(ValueError, r"deconv_0.*\[N, 1, 1, C\].*\(2, 2, 2, 6\)"):
             point(tf.zeros([2, 2, 2, 6]))
+        # A stride larger than the kernel: Keras pads the output to 3x3.
+        point = conv_forms.PointTransposedConv2D(4, 2, strides=3, name="deconv_0")
+        with self.assertRaisesRegex(ValueError, r"deconv_0.*output size \(3, 3\)"):
+            point(tf.zeros([2, 1, 1, 6]))
         patch = conv_forms.PatchConv2D(4, 3, padding="same", name="conv_3")
         with self.assertRaisesRegex(ValueError, "conv_3.*valid padding"):
             patch(tf.zeros([2, 6, 6, 3]))
