@@ -21,6 +21,9 @@ def _env(**extra) -> dict:
     env.update(PYTHONPATH=_REPO, **extra)
     # Ray's sockets live in its temp dir; a test's TMPDIR is longer than a socket path may be.
     env["RAY_TMPDIR"] = "/tmp"
+    # Ray saves its auth token under ~/.ray, and Bazel's sandbox makes HOME read-only.
+    if "TEST_TMPDIR" in os.environ:
+        env["HOME"] = os.environ["TEST_TMPDIR"]
     return env
 
 
