@@ -16,3 +16,15 @@ class TestCase(tf.test.TestCase, parameterized.TestCase):
         np.random.seed(0)
         tf.random.set_seed(0)
         tf.keras.utils.set_random_seed(0)
+
+
+def ancestor_names(op: tf.Operation) -> set[str]:
+    """Names of every graph op that op depends on, through data and control inputs."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent.name not in seen:
+                seen.add(parent.name)
+                stack.append(parent)
+    return seen

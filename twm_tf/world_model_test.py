@@ -106,6 +106,20 @@ class WorldModelTest(testing.TestCase):
         _, _, metrics, _ = self.model.losses(self.batch, self.seed, training=False)
         self.assertGreater(float(metrics["obs/consistency"]), 0.0)
 
+    def test_vae_backward_pass_follows_the_dynamics_backward_pass(self):
+        # Memory: the VAE's gradient ops wait until the Transformer's gradients exist.
+        graph = tf.function(self.model.gradients).get_concrete_function(self.batch, self.seed).graph
+        dyn_grads = {
+            op.name
+            for op in graph.get_operations()
+            if op.name.startswith("gradient_tape/") and "transformer" in op.name
+        }
+        self.assertNotEmpty(dyn_grads)
+        vae_grads = [op for op in graph.get_operations() if op.type == "Conv2DBackpropFilter"]
+        self.assertNotEmpty(vae_grads)
+        for op in vae_grads:
+            self.assertTrue(dyn_grads & testing.ancestor_names(op), op.name)
+
     def test_pretraining_steps_update_one_model_each(self):
         def snapshot():
             return [

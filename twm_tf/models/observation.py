@@ -12,6 +12,7 @@ from twm_tf.models import conv_forms
 from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
+from twm_tf.models import recompute
 
 # Spatial sizes of the two conv stacks, fixed by the kernels and strides for 64x64 frames (valid
 # padding): encoder 64 -> 31 -> 14 -> 6 -> 2, decoder 1 -> 5 -> 13 -> 30 -> 64.
@@ -73,21 +74,28 @@ class Encoder(keras.Model):
             shape = layer.compute_output_shape(shape)
         self.built = True
 
+    def _features(self, frames: tf.Tensor) -> tf.Tensor:
+        """[N, S, 64, 64] uint8 -> [N, 2 * 2 * C4] flattened convolution features."""
+        x = tf.cast(frames, self.compute_dtype) / 255.0
+        x = tf.transpose(x, [0, 2, 3, 1])  # [N, 64, 64, S]: TF's CPU convs need channels-last.
+        for conv in self.convs:
+            x = conv(x)  # [N, 31, 31, C1] ... [N, 2, 2, C4]
+        return self.flatten(x)
+
     def call(self, frames: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Encodes frames.
 
         Args:
             frames: [N, S, 64, 64] uint8 frame stacks.
-            training: unused (no dropout or normalization); kept for the Keras convention.
+            training: the backward pass will follow: keep less memory for it (no dropout or
+                normalization, so the values do not change).
 
         Returns:
             [N, V, C] float32 logits.
         """
-        x = tf.cast(frames, self.compute_dtype) / 255.0
-        x = tf.transpose(x, [0, 2, 3, 1])  # [N, 64, 64, S]: TF's CPU convs need channels-last.
-        for conv in self.convs:
-            x = conv(x)  # [N, 31, 31, C1] ... [N, 2, 2, C4]
-        x = self.flatten(x)
+        # Training recomputes the convolutions' activations in the backward pass (see recompute).
+        features = recompute.recompute(self._features) if training else self._features
+        x = features(frames)
         for layer in self.hidden:
             x = layer(x)
         logits = self.logits(x)  # [N, V * C]

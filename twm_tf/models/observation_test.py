@@ -245,6 +245,31 @@ def _wait_for(path, timeout=600.0):
         time.sleep(5.0)
 
 
+class EncoderRecomputeTest(testing.TestCase):
+    def test_training_recomputes_with_the_same_values_and_gradients(self):
+        encoder = observation.ObservationModel(config_lib.debug()).encoder
+        frames = _random_frames((3, 4, 64, 64))
+
+        @tf.function
+        def run(frames, training):
+            with tf.GradientTape() as tape:
+                logits = encoder(frames, training=training)
+                loss = tf.reduce_sum(logits * tf.random.stateless_normal(logits.shape, [1, 2]))
+            return logits, tape.gradient(loss, encoder.trainable_variables)
+
+        (logits, grads), (logits_re, grads_re) = run(frames, False), run(frames, True)
+        self.assertAllClose(logits_re, logits, atol=1e-6)
+        for g_re, g in zip(grads_re, grads, strict=True):
+            self.assertAllClose(g_re, g, atol=1e-5)
+
+        def convs(training):
+            graph = run.get_concrete_function(frames, training).graph
+            return len([op for op in graph.get_operations() if op.type == "Conv2D"])
+
+        # The last encoder conv is a patch matmul; the other three run again for the gradient.
+        self.assertEqual(convs(True), 2 * convs(False))
+
+
 class ExecutionModeTest(testing.TestCase):
     def test_graph_and_xla_agree_with_eager(self):
         config = config_lib.debug()
