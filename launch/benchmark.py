@@ -16,6 +16,12 @@ oneDNN and XLA state:
                 env steps per second with the policy acting; retracing after warm-up (must be 0)
   evaluation    --eval_games evaluation games with the (random-weight) policy, batched
 Peak RSS is the process's: run --only=train_step alone for the memory of training.
+
+--profile_dir=DIR profiles one more call of each section after its timed ones, into DIR/<section>
+(world_model, imagination, policy, train_step), for TensorBoard's profile plugin or xprof: the
+trace viewer shows each op's time, the memory profile the tensors alive at the memory peak. It
+switches TensorFlow to its BFC CPU allocator, whose statistics the memory profile needs, so
+timings and peak RSS of such a run are not comparable with others.
 """
 
 import datetime
@@ -54,16 +60,26 @@ _ONLY = flags.DEFINE_multi_enum("only", _SECTIONS, _SECTIONS, "Benchmarks to run
 _EVAL_GAMES = flags.DEFINE_integer("eval_games", 100, "Games of the evaluation benchmark.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per benchmark.")
 _NUM_ACTIONS = flags.DEFINE_integer("num_actions", 18, "Action count (18 = full Atari set).")
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir", None, "Also profile one call per section into DIR/<section> (see above)."
+)
 config_lib.define_flags()
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def _median_seconds(fn, repeats: int, profile: str | None = None) -> float:
+    """Median time of fn after a warm-up call; then, with --profile_dir, one profiled call."""
     fn()  # Trace and warm up.
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+    if profile and _PROFILE_DIR.value:
+        tf.profiler.experimental.start(os.path.join(_PROFILE_DIR.value, profile))
+        try:
+            fn()
+        finally:
+            tf.profiler.experimental.stop()
     return statistics.median(times)
 
 
@@ -109,7 +125,7 @@ def _matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
 def bench_world_model(config, wm, rng) -> dict:
     step = tf.function(wm.train_step, jit_compile=config.jit_compile)
     batch, seed = _window(config, rng), tf.constant([0, 1], tf.int64)
-    seconds = _median_seconds(lambda: step(batch, seed), _REPEATS.value)
+    seconds = _median_seconds(lambda: step(batch, seed), _REPEATS.value, "world_model")
     signature = world_model_lib.batch_signature(
         config, config.wm_batch, world_model_lib.window_length(config)
     )
@@ -169,7 +185,9 @@ def bench_imagination(config, wm, ac, rng) -> dict:
         return lambda: run(tf.constant([0, 1], tf.int64))
 
     result = {
-        "imagination_and_update_s": _median_seconds(make(config.horizon, True), _REPEATS.value)
+        "imagination_and_update_s": _median_seconds(
+            make(config.horizon, True), _REPEATS.value, "imagination"
+        )
     }
     horizons = sorted(
         {1, max(2, config.horizon // 3), max(3, 2 * config.horizon // 3), config.horizon}
@@ -195,7 +213,9 @@ def bench_policy(config) -> dict:
 
     act = evaluation.policy_function(obs_model, actor)  # as the agent acts
     seed = tf.constant([0, 1], tf.int64)
-    results = {"policy_step_in_process_ms": 1e3 * _median_seconds(lambda: act(frames, seed), 200)}
+    results = {
+        "policy_step_in_process_ms": 1e3 * _median_seconds(lambda: act(frames, seed), 200, "policy")
+    }
     meanings = [f"A{i}" for i in range(_NUM_ACTIONS.value)]
     with tempfile.TemporaryDirectory() as directory:
         path = export.export_policy(f"{directory}/policy", obs_model, actor, config, meanings)
@@ -226,7 +246,7 @@ def bench_train_step(config) -> dict:
             agent._env_step(int(rng.integers(agent.num_actions)))  # noqa: SLF001
         random_rate = config.prefill_steps / (time.perf_counter() - start)
         learner = agent.learner
-        seconds = _median_seconds(lambda: learner.train(agent.replay), _REPEATS.value)
+        seconds = _median_seconds(lambda: learner.train(agent.replay), _REPEATS.value, "train_step")
         traces = learner.tracing_count()
 
         def act():
@@ -265,6 +285,9 @@ def bench_evaluation(config) -> dict:
 def main(argv):
     del argv
     launch.quiet_library_logs()
+    if _PROFILE_DIR.value:
+        # Read when TensorFlow creates its CPU allocator, at the first op (not run yet).
+        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     config = config_lib.from_flags()
     distribute.strategy(config.replicas)  # Splits the CPU for --config.replicas before TF starts.
     keras.mixed_precision.set_global_policy(config.precision)
@@ -277,6 +300,7 @@ def main(argv):
         "config": flags.FLAGS.preset,
         "precision": config.precision,
         "jit_compile": config.jit_compile,
+        "profile_dir": _PROFILE_DIR.value,
     }
     if "world_model" in _ONLY.value:
         results.update(bench_world_model(config, wm, rng))
