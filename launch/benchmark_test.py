@@ -5,14 +5,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 from absl.testing import absltest
 
 
 class BenchmarkTest(absltest.TestCase):
     def test_profile_dir_holds_a_profile_per_section(self):
-        profile_dir = tempfile.mkdtemp()
+        profile_dir = self.create_tempdir().full_path
         args = ["--preset=debug", "--only=world_model", "--repeats=1"]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         out = subprocess.run(

@@ -15,6 +15,11 @@ import keras
 import tensorflow as tf
 
 
+def _bias_and_activation(layer: keras.layers.Layer, outputs: tf.Tensor) -> tf.Tensor:
+    """What every Keras convolution does after its kernel: bias add, then activation."""
+    return layer.activation(outputs + layer.bias if layer.use_bias else outputs)
+
+
 class PatchConv2D(keras.layers.Conv2D):
     """A valid-padding Conv2D computed as one matmul over its input patches.
 
@@ -46,7 +51,7 @@ class PatchConv2D(keras.layers.Conv2D):
         )
         patches = tf.reshape(patches, [-1, len(rows), len(cols), kh * kw * channels_in])
         outputs = tf.tensordot(patches, tf.reshape(self.kernel, [-1, channels_out]), axes=1)
-        return self.activation(outputs + self.bias if self.use_bias else outputs)
+        return _bias_and_activation(self, outputs)
 
 
 class PointTransposedConv2D(keras.layers.Conv2DTranspose):
@@ -69,7 +74,7 @@ class PointTransposedConv2D(keras.layers.Conv2DTranspose):
         x = tf.reshape(inputs, [-1, channels_in])
         kernel = tf.reshape(self.kernel, [kh * kw * channels_out, channels_in])
         outputs = tf.reshape(tf.matmul(x, kernel, transpose_b=True), [-1, kh, kw, channels_out])
-        return self.activation(outputs + self.bias if self.use_bias else outputs)
+        return _bias_and_activation(self, outputs)
 
 
 class SubPixelTransposedConv2D(keras.layers.Conv2DTranspose):
@@ -101,7 +106,7 @@ class SubPixelTransposedConv2D(keras.layers.Conv2DTranspose):
         outputs = _sub_pixel_transposed_conv(
             inputs, tf.convert_to_tensor(self.kernel), self.strides[0]
         )
-        return self.activation(outputs + self.bias if self.use_bias else outputs)
+        return _bias_and_activation(self, outputs)
 
 
 def _sub_pixel_transposed_conv(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:

@@ -40,9 +40,8 @@ def recompute(fn: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.
                 output_gradients=dy,
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
-            if not x.dtype.is_floating:
-                grads = [None, *grads]
-            return grads[0], grads[1:]
+            dx, *dvariables = grads if x.dtype.is_floating else [None, *grads]
+            return dx, dvariables
 
         return y, gradient
 

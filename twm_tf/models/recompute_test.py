@@ -33,10 +33,10 @@ def _stack():
     return fn, [w for layer in layers for w in layer.trainable_weights]
 
 
-def _graph_gradients(fn, variables, x):
-    """A tf.function of the value and gradients (x too if float) of a weighted sum of fn(x)."""
+def _gradients(fn, variables, x, graph: bool = True):
+    """The value and gradients (x too if float) of a weighted sum of fn(x), as a tf.function
+    or eagerly."""
 
-    @tf.function
     def run(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -46,7 +46,7 @@ def _graph_gradients(fn, variables, x):
         sources = [x, *variables] if x.dtype.is_floating else variables
         return y, tape.gradient(loss, sources)
 
-    return run
+    return tf.function(run) if graph else run
 
 
 class RecomputeTest(testing.TestCase):
@@ -54,17 +54,9 @@ class RecomputeTest(testing.TestCase):
     def test_values_and_gradients_match(self, graph):
         fn, variables = _stack()
         x = tf.random.stateless_normal([4, 13, 11, 3], [1, 2])
-        results = []
-        for f in (fn, recompute.recompute(fn)):
-            if graph:
-                results.append(_graph_gradients(f, variables, x)(x))
-            else:
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = f(x)
-                    loss = tf.reduce_sum(y * tf.random.stateless_normal(y.shape, [5, 6]))
-                results.append((y, tape.gradient(loss, [x, *variables])))
-        (y, grads), (y_re, grads_re) = results
+        (y, grads), (y_re, grads_re) = (
+            _gradients(f, variables, x, graph)(x) for f in (fn, recompute.recompute(fn))
+        )
         self.assertAllClose(y_re, y, atol=1e-6)
         self.assertLen(grads_re, 1 + len(variables))
         for g_re, g in zip(grads_re, grads, strict=True):
@@ -79,8 +71,8 @@ class RecomputeTest(testing.TestCase):
 
         frames = tf.random.stateless_uniform([4, 13, 11, 3], [3, 4], 0, 256, tf.int32)
         frames = tf.cast(frames, tf.uint8)
-        y, grads = _graph_gradients(from_pixels, variables, frames)(frames)
-        wrapped = _graph_gradients(recompute.recompute(from_pixels), variables, frames)
+        y, grads = _gradients(from_pixels, variables, frames)(frames)
+        wrapped = _gradients(recompute.recompute(from_pixels), variables, frames)
         y_re, grads_re = wrapped(frames)
         self.assertAllClose(y_re, y, atol=1e-6)
         self.assertLen(grads_re, len(variables))
@@ -90,7 +82,7 @@ class RecomputeTest(testing.TestCase):
     def test_recomputation_waits_for_the_output_gradient(self):
         fn, variables = _stack()
         x = tf.random.stateless_normal([4, 13, 11, 3], [1, 2])
-        graph = _graph_gradients(recompute.recompute(fn), variables, x)
+        graph = _gradients(recompute.recompute(fn), variables, x)
         ops = graph.get_concrete_function(x).graph.get_operations()
         convs = [op for op in ops if op.type == "Conv2D"]
         self.assertLen(convs, 4)  # two in the forward pass, two again in the backward pass
