@@ -10,7 +10,8 @@ oneDNN and XLA state:
                 achieved FLOP/s next to this machine's float32 matmul FLOP/s
   imagination   M x H imagination + critic and actor update, and the marginal cost per imagined
                 step at several horizons (flat = the cache works)
-  policy        one encoder + actor step at batch 1, in process and from the exported SavedModel
+  policy        one encoder + actor step at batch 1: in process, the exported SavedModel, and its
+                LiteRT model (policy.tflite) on 1 and 2 threads
   train_step    one train step as the agent runs it (replay sampling, host-to-device, world-model
                 update, imagination, actor-critic) on a buffer of prefill_steps random steps;
                 env steps per second with the policy acting; retracing after warm-up (must be 0)
@@ -202,7 +203,7 @@ def bench_imagination(config, wm, ac, rng) -> dict:
 
 
 def bench_policy(config) -> dict:
-    """Encoder + actor at batch 1 (random float32 weights), in process and from a SavedModel."""
+    """Encoder + actor at batch 1 (random float32 weights): in process, SavedModel and LiteRT."""
     size = config.frame_size
     with precision.policy("float32"):
         obs_model = observation.ObservationModel(config)
@@ -230,6 +231,10 @@ def bench_policy(config) -> dict:
             [sys.executable, "-c", script, path], capture_output=True, text=True, check=True
         )
         results["policy_step_saved_model_ms"] = json.loads(out.stdout.strip().splitlines()[-1])
+        for threads in (1, 2):  # LiteRT keeps its own threads: in process is as a player runs it.
+            results[f"policy_step_litert_{threads}_threads_ms"] = export.measure_latency(
+                path, iterations=1000, runtime="litert", num_threads=threads
+            )
     return results
 
 

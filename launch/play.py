@@ -2,11 +2,13 @@
 
     python launch/play.py --policy=runs/pong/policy --episodes=10 --video=pong.mp4
 
-The policy is a SavedModel from launch/export_policy.py. Only TensorFlow, gymnasium, ale-py, cv2,
-imageio and NumPy are imported, so this file works wherever the SavedModel is copied; that is why
-it repeats the evaluation-mode preprocessing of twm_tf/envs/atari.py (launch/play_test.py checks
-that both give the same frames): frame skip with a max over the last two frames, 64x64 area
-resize, a stack of the latest frames, FIRE at reset and after a life loss, an episode = a game.
+The policy is a directory from launch/export_policy.py. `--runtime=saved_model` runs its SavedModel
+with TensorFlow; `--runtime=litert` runs its policy.tflite with LiteRT (ai-edge-litert), faster at
+batch 1 and without importing TensorFlow. Besides the runtime only gymnasium, ale-py, cv2, imageio
+and NumPy are imported, so this file works wherever the export is copied; that is why it repeats
+the evaluation-mode preprocessing of twm_tf/envs/atari.py (launch/play_test.py checks that both
+give the same frames): frame skip with a max over the last two frames, 64x64 area resize, a stack
+of the latest frames, FIRE at reset and after a life loss, an episode = a game.
 """
 
 import json
@@ -18,11 +20,13 @@ import cv2
 import gymnasium as gym
 import imageio
 import numpy as np
-import tensorflow as tf
 from absl import app
 from absl import flags
 
-_POLICY = flags.DEFINE_string("policy", None, "SavedModel directory from export_policy.")
+_POLICY = flags.DEFINE_string("policy", None, "Policy directory from export_policy.")
+_RUNTIME = flags.DEFINE_enum(
+    "runtime", "saved_model", ["saved_model", "litert"], "Runs the SavedModel or policy.tflite."
+)
 _EPISODES = flags.DEFINE_integer("episodes", 1, "Games to play.", lower_bound=1)
 _GREEDY = flags.DEFINE_bool("greedy", False, "Take the most likely action instead of sampling.")
 _VIDEO = flags.DEFINE_string("video", None, "Write the first game to this .mp4 or .gif file.")
@@ -31,7 +35,11 @@ _MAX_STEPS = flags.DEFINE_integer(
     "max_steps", None, "Agent steps per game before it is cut (default: the training time limit)."
 )
 _THREADS = flags.DEFINE_integer(
-    "threads", 1, "TF intra-op threads; batch-1 steps are fastest on one (0 = TF's default)."
+    "threads",
+    1,
+    "Threads of the runtime: TF intra-op threads (batch-1 steps are fastest on one, 0 = TF's "
+    "default) or LiteRT's (XNNPACK) threads.",
+    lower_bound=0,
 )
 
 _FIRE = 1
@@ -98,40 +106,84 @@ class Game:
         return cv2.resize(pooled, (self._size, self._size), interpolation=cv2.INTER_AREA)
 
 
-def check_frames(frames: np.ndarray, spec: tf.TensorSpec) -> None:
-    """Raises ValueError unless frames match spec: TF would cast a float array to uint8 silently."""
-    if frames.dtype != np.uint8 or not spec.shape.is_compatible_with(frames.shape):
-        raise ValueError(f"policy expects {spec}, got {frames.dtype} frames {frames.shape}")
+def check_frames(frames: np.ndarray, frame_shape: tuple[int, int, int]) -> None:
+    """Raises ValueError unless frames are uint8 [1, *frame_shape]: runtimes may cast silently."""
+    if frames.dtype != np.uint8 or frames.shape != (1, *frame_shape):
+        got = f"{frames.dtype} {list(frames.shape)}"
+        raise ValueError(f"policy expects uint8 frames {[1, *frame_shape]}, got {got}")
+
+
+class SavedModelPolicy:
+    """The export's SavedModel: frames [1, S, 64, 64] uint8 -> action, on TensorFlow."""
+
+    def __init__(self, policy_dir: str, greedy: bool, seed: int, threads: int):
+        import tensorflow as tf  # Here, so that the LiteRT runtime never loads TensorFlow.
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        policy = tf.saved_model.load(policy_dir)
+        policy.set_seed(tf.constant(seed, tf.int64))
+        self._step = policy.signatures["greedy" if greedy else "serving_default"]
+
+    def __call__(self, frames: np.ndarray) -> int:
+        return int(self._step(frames=frames)["action"][0])
+
+
+class LiteRtPolicy:
+    """The export's policy.tflite: frames [1, S, 64, 64] uint8 -> action on LiteRT, sampled here."""
+
+    def __init__(self, policy_dir: str, greedy: bool, seed: int, threads: int):
+        from ai_edge_litert import interpreter  # Only this runtime needs the package.
+
+        self._interpreter = interpreter.Interpreter(
+            model_path=os.path.join(policy_dir, "policy.tflite"), num_threads=threads or None
+        )
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._greedy = greedy
+        self._rng = np.random.default_rng(seed)
+        self._shape = None
+
+    def __call__(self, frames: np.ndarray) -> int:
+        if frames.shape != self._shape:  # The model's batch is dynamic: plan it once.
+            self._interpreter.resize_tensor_input(self._input, frames.shape)
+            self._interpreter.allocate_tensors()
+            self._shape = frames.shape
+        self._interpreter.set_tensor(self._input, frames)
+        self._interpreter.invoke()
+        logits = self._interpreter.get_tensor(self._output)[0].astype(np.float64)
+        if self._greedy:
+            return int(np.argmax(logits))
+        probs = np.exp(logits - logits.max())
+        return int(self._rng.choice(len(probs), p=probs / probs.sum()))
 
 
 def main(argv):
     del argv
-    if _THREADS.value:
-        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
-    if not os.path.exists(os.path.join(_POLICY.value, "saved_model.pb")):
+    files = {"saved_model": "saved_model.pb", "litert": "policy.tflite"}
+    needed = files[_RUNTIME.value]
+    if not os.path.exists(os.path.join(_POLICY.value, needed)):
         raise SystemExit(
-            f"play: --policy={_POLICY.value} is not an exported policy (no saved_model.pb); "
+            f"play: --policy={_POLICY.value} has no {needed} for --runtime={_RUNTIME.value}; "
             "export one with launch/export_policy.py"
         )
-    policy = tf.saved_model.load(_POLICY.value)
-    info = json.loads(policy.metadata_json().numpy())
-    step_fn = policy.signatures["greedy" if _GREEDY.value else "serving_default"]
-    spec = step_fn.structured_input_signature[1]["frames"]
-    policy.set_seed(tf.constant(_SEED.value, tf.int64))
+    with open(os.path.join(_POLICY.value, "assets", "metadata.json")) as f:
+        info = json.load(f)
+    runtime = SavedModelPolicy if _RUNTIME.value == "saved_model" else LiteRtPolicy
+    policy = runtime(_POLICY.value, _GREEDY.value, _SEED.value, _THREADS.value)
+    frame_shape = (info["frame_stack"], info["frame_size"], info["frame_size"])
     max_steps = _MAX_STEPS.value or info["max_episode_steps"]
     returns, latencies = [], []
     for episode in range(_EPISODES.value):
-        game = Game(
-            info["game"], _SEED.value + episode, info["frame_skip"], spec.shape[1], spec.shape[2]
-        )
+        game = Game(info["game"], _SEED.value + episode, info["frame_skip"], *frame_shape[:2])
         video = [] if _VIDEO.value and episode == 0 else None
         obs, total, steps, over = game.reset(), 0.0, 0, False
         while not over and steps < max_steps:
             if video is not None:
                 video.append(game.ale.getScreenRGB())
-            check_frames(obs[None], spec)
+            check_frames(obs[None], frame_shape)
             start = time.perf_counter()
-            action = int(step_fn(frames=obs[None])["action"][0])
+            action = policy(obs[None])
             latencies.append(time.perf_counter() - start)
             obs, reward, over = game.step(action)
             total, steps = total + reward, steps + 1

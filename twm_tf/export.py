@@ -14,6 +14,9 @@ The SavedModel needs neither twm_tf nor the world model to run (launch/play.py u
 (envs/atari.py). The encoder takes the mode of z, as in evaluation (SPEC). The same metadata is
 also the asset `assets/metadata.json`.
 
+The directory also holds `policy.tflite`, the same logits for LiteRT, which runs a batch-1 step
+in a fraction of TensorFlow's time and needs no TensorFlow (litert_policy.LiteRtPolicy).
+
 Input contract: the signatures' TensorSpec. A tf.Tensor of another dtype fails with
 InvalidArgumentError ("expected to be a uint8 tensor"), any input of another rank or shape with
 TypeError naming the expected TensorSpec. NumPy arrays and lists, however, are converted to uint8
@@ -34,6 +37,7 @@ from absl import logging
 
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
+from twm_tf import litert_policy
 from twm_tf import precision
 from twm_tf import run_dir as run_dir_lib
 from twm_tf.envs import atari
@@ -76,6 +80,7 @@ class PolicyModule(tf.Module):
         self.logits = tf.function(self._logits, input_signature=[spec], jit_compile=jit_compile)
         self.sample = tf.function(self._sample, input_signature=[spec])
         self.greedy = tf.function(self._greedy, input_signature=[spec])
+        self.frames_spec = spec
         self.metadata_json = tf.function(lambda: tf.constant(metadata_json), input_signature=[])
         self.set_seed = tf.function(
             self._set_seed, input_signature=[tf.TensorSpec([], tf.int64, name="seed")]
@@ -84,6 +89,17 @@ class PolicyModule(tf.Module):
     def _logits(self, frames: tf.Tensor) -> tf.Tensor:
         """Returns the action logits [B, A] of frames [B, S, 64, 64] uint8."""
         return self.actor.from_classes(distributions.latent_mode_classes(self.encoder(frames)))
+
+    def litert_model(self) -> bytes:
+        """The logits as a LiteRT flatbuffer: uint8 frames [B, S, 64, 64] -> [B, A] float32."""
+        # Traced without XLA: the converter lowers TF ops, not XLA clusters. Given this module
+        # (whose RNG state is a mutable variable) as the trackable, the converter kept every
+        # variable as an uninitialized resource and the model returned NaN.
+        logits = tf.function(self._logits, input_signature=[self.frames_spec])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [logits.get_concrete_function()], logits
+        )
+        return converter.convert()
 
     def _sample(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = self.logits(frames)
@@ -161,6 +177,8 @@ def export_policy(
         tf.saved_model.save(
             module, saved, signatures={"serving_default": module.sample, "greedy": module.greedy}
         )
+        with open(os.path.join(saved, litert_policy.MODEL_FILE), "wb") as f:
+            f.write(module.litert_model())
         if os.path.exists(path):
             # Two renames: between them nothing is at `path`, which readers see as "no export".
             os.replace(path, os.path.join(staging, "previous"))
@@ -242,31 +260,57 @@ def export_from_run(run_dir: str, path: str | None = None, jit_compile: bool = T
 
 
 def measure_latency(
-    policy_dir: str, iterations: int = 1_000, signature: str = "serving_default"
+    policy_dir: str,
+    iterations: int = 1_000,
+    signature: str = "serving_default",
+    runtime: str = "saved_model",
+    num_threads: int = 1,
 ) -> dict[str, float]:
-    """Times one policy step of a loaded SavedModel at batch 1, as a player calls it.
+    """Times one policy step of an exported policy at batch 1, as a player calls it.
 
-    Uses the calling process's TF threading; launch/play.py runs on one intra-op thread, which is
-    faster at batch 1 (`tf.config.threading` must be set before TF runs its first op).
+    The SavedModel uses the calling process's TF threading; launch/play.py runs it on one intra-op
+    thread, which is faster at batch 1 (`tf.config.threading` must be set before TF runs its
+    first op).
 
     Args:
-        policy_dir: an exported SavedModel.
+        policy_dir: an exported policy directory.
         iterations: timed calls, after 20 warm-up calls.
         signature: "serving_default" (sampled) or "greedy".
+        runtime: "saved_model" or "litert" (policy.tflite, see litert_policy).
+        num_threads: LiteRT's threads.
 
     Returns:
         Milliseconds per call: median, mean, p90 and min.
+
+    Raises:
+        ValueError: for an unknown runtime or signature.
     """
-    policy = tf.saved_model.load(policy_dir)
-    step = policy.signatures[signature]
-    shape = step.structured_input_signature[1]["frames"].shape
-    frames = np.random.default_rng(0).integers(0, 256, (1, *shape[1:]), dtype=np.uint8)
+    if signature not in ("serving_default", "greedy"):
+        raise ValueError(f"signature: expected serving_default or greedy, got {signature!r}")
+    if runtime == "saved_model":
+        policy = tf.saved_model.load(policy_dir)
+        saved_step = policy.signatures[signature]
+        shape = saved_step.structured_input_signature[1]["frames"].shape[1:]
+
+        def step(frames):
+            return saved_step(frames=frames)["action"].numpy()
+
+    elif runtime == "litert":
+        lite = litert_policy.LiteRtPolicy(policy_dir, num_threads)
+        shape = lite.frame_shape
+
+        def step(frames):
+            return lite.act(frames, greedy=signature == "greedy")[0]
+
+    else:
+        raise ValueError(f"runtime: expected saved_model or litert, got {runtime!r}")
+    frames = np.random.default_rng(0).integers(0, 256, (1, *shape), dtype=np.uint8)
     for _ in range(20):
-        step(frames=frames)
+        step(frames)
     times = np.empty(iterations)
     for i in range(iterations):
         start = time.perf_counter()
-        step(frames=frames)["action"].numpy()
+        step(frames)
         times[i] = time.perf_counter() - start
     times *= 1e3
     return {

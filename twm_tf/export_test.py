@@ -14,6 +14,7 @@ from absl.testing import parameterized
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import export
+from twm_tf import litert_policy
 from twm_tf import testdata
 from twm_tf import testing
 from twm_tf import world_model as world_model_lib
@@ -243,10 +244,22 @@ class ExportTest(testing.TestCase):
         self.assertEqual(out["game"], "Pong")
         self.assertAllClose(out["probs"], _probs(self.wm, self.ac, self.frames[:8]), atol=1e-5)
 
-    def test_measure_latency(self):
-        latency = export.measure_latency(self.policy_dir, iterations=5)
+    @parameterized.parameters("saved_model", "litert")
+    def test_measure_latency(self, runtime):
+        latency = export.measure_latency(self.policy_dir, iterations=5, runtime=runtime)
         self.assertCountEqual(latency, ["median_ms", "mean_ms", "p90_ms", "min_ms"])
         self.assertGreater(latency["median_ms"], 0.0)
+
+    def test_measure_latency_names_a_bad_runtime_or_signature(self):
+        with self.assertRaisesRegex(ValueError, "runtime: expected saved_model or litert, got 'tf"):
+            export.measure_latency(self.policy_dir, runtime="tf")
+        with self.assertRaisesRegex(ValueError, "signature: expected serving_default or greedy"):
+            export.measure_latency(self.policy_dir, signature="sample")
+
+    def test_the_litert_model_computes_the_trained_policy(self):
+        policy = litert_policy.LiteRtPolicy(self.policy_dir)
+        _, probs = policy.act(self.frames[:8])
+        self.assertAllClose(probs, _probs(self.wm, self.ac, self.frames[:8]), atol=1e-5)
 
 
 if __name__ == "__main__":

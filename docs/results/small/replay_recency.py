@@ -2,9 +2,10 @@
 
 Simulates twm_tf's start sampling (softmax(-visits / tau), Gumbel top-k) over a whole run and
 reports, over the last 20 % of it, the median age (env steps) of the drawn starts and the share
-drawn from the newest 5,000 and 1,000 steps. Run from the repository root:
+drawn from the newest 5,000 and 1,000 steps. Run from the repository root (~2 min; the output is
+in replay_recency.txt):
 
-    PYTHONPATH=. .venv/bin/python docs/results/small/replay_recency.py   # ~2 min; output in replay_recency.txt
+    PYTHONPATH=. .venv/bin/python docs/results/small/replay_recency.py
 """
 
 import numpy as np
