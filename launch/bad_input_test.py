@@ -51,6 +51,7 @@ ROWS = [
     ),
     ("export_policy", "--run_dir={config_only}", r"no checkpoint in .*checkpoints"),
     ("play", "--policy={run}", r"not an exported policy \(no saved_model.pb\)"),
+    ("play", "--policy={empty} --runtime=tflite", r"value should be one of <saved_model\|litert>"),
     ("play", "--policy={empty} --episodes=0", r"flag --episodes=0: 0 is not a positive integer"),
     ("report", "--runs={empty}/* --out={new}", r"--runs=.* matches no run directory"),
     ("report", "--published=NoSuchAgent --out={new}", r"unknown published agent 'NoSuchAgent'"),

@@ -1,10 +1,11 @@
-"""Exports the policy (encoder + actor) of a training run as a standalone SavedModel.
+"""Exports the policy (encoder + actor) of a training run as a standalone SavedModel + LiteRT model.
 
     python -m launch.export_policy --run_dir=runs/pong                # -> runs/pong/policy
     python launch/play.py --policy=runs/pong/policy --episodes=10   # needs no twm_tf
+    python launch/play.py --policy=runs/pong/policy --runtime=litert --threads=2   # nor TF
 
 The latest checkpoint in <run_dir>/checkpoints is exported; see twm_tf/export.py for the
-SavedModel's signatures and metadata.
+SavedModel's signatures and metadata, twm_tf/litert_policy.py for its policy.tflite.
 """
 
 from absl import app
@@ -15,7 +16,7 @@ from twm_tf import checkpoint
 from twm_tf import export
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
-_OUTPUT = flags.DEFINE_string("output", None, "SavedModel directory (default: <run_dir>/policy).")
+_OUTPUT = flags.DEFINE_string("output", None, "Export directory (default: <run_dir>/policy).")
 _JIT_COMPILE = flags.DEFINE_bool(
     "jit_compile", True, "XLA-compile the policy step (faster on CPU at batch 1)."
 )

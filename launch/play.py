@@ -160,12 +160,17 @@ class LiteRtPolicy:
 
 def main(argv):
     del argv
-    files = {"saved_model": "saved_model.pb", "litert": "policy.tflite"}
-    needed = files[_RUNTIME.value]
-    if not os.path.exists(os.path.join(_POLICY.value, needed)):
+    if not os.path.exists(os.path.join(_POLICY.value, "saved_model.pb")):
         raise SystemExit(
-            f"play: --policy={_POLICY.value} has no {needed} for --runtime={_RUNTIME.value}; "
+            f"play: --policy={_POLICY.value} is not an exported policy (no saved_model.pb); "
             "export one with launch/export_policy.py"
+        )
+    if _RUNTIME.value == "litert" and not os.path.exists(
+        os.path.join(_POLICY.value, "policy.tflite")
+    ):
+        raise SystemExit(
+            f"play: --policy={_POLICY.value} has no policy.tflite for --runtime=litert (an "
+            "export from before LiteRT support); export it again or use --runtime=saved_model"
         )
     with open(os.path.join(_POLICY.value, "assets", "metadata.json")) as f:
         info = json.load(f)

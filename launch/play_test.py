@@ -98,6 +98,24 @@ class PlayTest(testing.TestCase):
         self.assertLen(frames, 12)
         self.assertEqual(frames[0].shape[:2], (210, 160))
 
+    def test_litert_on_an_export_without_policy_tflite_names_the_fix(self):
+        config = config_lib.debug(game="Pong")
+        actor = actor_critic.Actor(config, 6)
+        actor(tf.zeros([1, config.latent_vars, config.latent_classes]))
+        policy = os.path.join(self.create_tempdir().full_path, "policy")
+        meanings = atari.make("Pong", seed=0, training=False).action_meanings
+        export.export_policy(policy, observation.ObservationModel(config), actor, config, meanings)
+        os.remove(os.path.join(policy, "policy.tflite"))  # As exports before LiteRT support.
+        result = subprocess.run(
+            [sys.executable, "-m", "launch.play", f"--policy={policy}", "--runtime=litert"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("has no policy.tflite for --runtime=litert", result.stderr)
+        self.assertIn("export it again or use --runtime=saved_model", result.stderr)
+
 
 if __name__ == "__main__":
     tf.test.main()

@@ -1,6 +1,6 @@
 """Policy-only SavedModel: uint8 frames -> action, with the encoder and the actor inside.
 
-The SavedModel needs neither twm_tf nor the world model to run (launch/play.py uses only TF):
+The SavedModel needs neither twm_tf nor the world model to run (launch/play.py needs only TF):
 
     policy = tf.saved_model.load(path)
     out = policy.signatures["serving_default"](frames=frames)     # sampled actions
@@ -14,8 +14,9 @@ The SavedModel needs neither twm_tf nor the world model to run (launch/play.py u
 (envs/atari.py). The encoder takes the mode of z, as in evaluation (SPEC). The same metadata is
 also the asset `assets/metadata.json`.
 
-The directory also holds `policy.tflite`, the same logits for LiteRT, which runs a batch-1 step
-in a fraction of TensorFlow's time and needs no TensorFlow (litert_policy.LiteRtPolicy).
+The directory also holds `policy.tflite`, the same logits for LiteRT, which takes a batch-1 step
+in half to three quarters of the SavedModel's time and needs no TensorFlow
+(litert_policy.LiteRtPolicy, `launch/play.py --runtime=litert`).
 
 Input contract: the signatures' TensorSpec. A tf.Tensor of another dtype fails with
 InvalidArgumentError ("expected to be a uint8 tensor"), any input of another rank or shape with
