@@ -6,7 +6,7 @@ repository root (~1 min):
 
     TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python docs/results/bench/cache_update_microbench.py
 
-2026-11-29 06:23 UTC, Intel Xeon (Sapphire Rapids class), 2 vCPUs, TF 2.21, oneDNN on; seconds
+2026-11-29 06:19 UTC, Intel Xeon (Sapphire Rapids class), 2 vCPUs, TF 2.21, oneDNN on; seconds
 per rollout in three repeats: concat (twm-tf's form) 0.53 / 0.51 / 0.50; a fixed [C, B, H, D]
 buffer written with TensorScatterUpdate 1.52 / 1.50 / 1.53; a fixed [B, H, C, D] buffer written
 with TensorStridedSliceUpdate 0.94 / 0.95 / 0.96. The fixed buffers are attended in full, with
