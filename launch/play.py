@@ -113,7 +113,7 @@ def check_frames(frames: np.ndarray, frame_shape: tuple[int, int, int]) -> None:
         raise ValueError(f"policy expects uint8 frames {[1, *frame_shape]}, got {got}")
 
 
-class SavedModelPolicy:
+class SavedModelRuntime:
     """The export's SavedModel: frames [1, S, 64, 64] uint8 -> action, on TensorFlow."""
 
     def __init__(self, policy_dir: str, greedy: bool, seed: int, threads: int):
@@ -129,7 +129,7 @@ class SavedModelPolicy:
         return int(self._step(frames=frames)["action"][0])
 
 
-class LiteRtPolicy:
+class LiteRtRuntime:
     """The export's policy.tflite: frames [1, S, 64, 64] uint8 -> action on LiteRT, sampled here."""
 
     def __init__(self, policy_dir: str, greedy: bool, seed: int, threads: int):
@@ -174,7 +174,7 @@ def main(argv):
         )
     with open(os.path.join(_POLICY.value, "assets", "metadata.json")) as f:
         info = json.load(f)
-    runtime = SavedModelPolicy if _RUNTIME.value == "saved_model" else LiteRtPolicy
+    runtime = SavedModelRuntime if _RUNTIME.value == "saved_model" else LiteRtRuntime
     policy = runtime(_POLICY.value, _GREEDY.value, _SEED.value, _THREADS.value)
     frame_shape = (info["frame_stack"], info["frame_size"], info["frame_size"])
     max_steps = _MAX_STEPS.value or info["max_episode_steps"]

@@ -2,8 +2,8 @@
 
 `export.export_policy` writes `policy.tflite` into the SavedModel directory: the same encoder and
 actor, uint8 frames [B, stack, 64, 64] -> action logits [B, A] float32. LiteRT runs it with its
-XNNPACK kernels, which at batch 1 are several times faster on CPU than TensorFlow's (README,
-Benchmarks). Sampling happens here, in NumPy:
+XNNPACK kernels, which at batch 1 take half (2 threads) to three quarters (1 thread) of the
+XLA-compiled SavedModel's time on CPU (README, Benchmarks). Sampling happens here, in NumPy:
 
     policy = LiteRtPolicy(path, num_threads=2)
     actions, probs = policy.act(frames)                 # sampled; greedy=True for argmax
@@ -32,7 +32,7 @@ class LiteRtPolicy:
 
         Args:
             policy_dir: a directory written by export.export_policy.
-            num_threads: XNNPACK threads (batch 1: 2 threads take ~0.6x the time of 1).
+            num_threads: XNNPACK threads (batch 1: 2 threads take ~0.65x the time of 1).
             seed: seeds the action sampling.
 
         Raises:
