@@ -138,17 +138,14 @@ class LiteRtRuntime:
         self._interpreter = interpreter.Interpreter(
             model_path=os.path.join(policy_dir, "policy.tflite"), num_threads=threads or None
         )
+        # The model's batch is dynamic; LiteRT plans it as 1 unless resized, as play needs.
+        self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._greedy = greedy
         self._rng = np.random.default_rng(seed)
-        self._shape = None
 
     def __call__(self, frames: np.ndarray) -> int:
-        if frames.shape != self._shape:  # The model's batch is dynamic: plan it once.
-            self._interpreter.resize_tensor_input(self._input, frames.shape)
-            self._interpreter.allocate_tensors()
-            self._shape = frames.shape
         self._interpreter.set_tensor(self._input, frames)
         self._interpreter.invoke()
         logits = self._interpreter.get_tensor(self._output)[0].astype(np.float64)

@@ -81,7 +81,6 @@ class PolicyModule(tf.Module):
         self.logits = tf.function(self._logits, input_signature=[spec], jit_compile=jit_compile)
         self.sample = tf.function(self._sample, input_signature=[spec])
         self.greedy = tf.function(self._greedy, input_signature=[spec])
-        self.frames_spec = spec
         self.metadata_json = tf.function(lambda: tf.constant(metadata_json), input_signature=[])
         self.set_seed = tf.function(
             self._set_seed, input_signature=[tf.TensorSpec([], tf.int64, name="seed")]
@@ -96,7 +95,7 @@ class PolicyModule(tf.Module):
         # Traced without XLA: the converter lowers TF ops, not XLA clusters. Given this module
         # (whose RNG state is a mutable variable) as the trackable, the converter kept every
         # variable as an uninitialized resource and the model returned NaN.
-        logits = tf.function(self._logits, input_signature=[self.frames_spec])
+        logits = tf.function(self._logits, input_signature=self.logits.input_signature)
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [logits.get_concrete_function()], logits
         )
