@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from twm_tf.models import activations
 from twm_tf.models import initializers
+from twm_tf.models import layer_norm
 
 # Projected keys and values of M earlier tokens as consecutive parts, oldest first:
 # (key parts, value parts), each part [B, heads, M_i, head_dim] with sum M_i = M.
@@ -171,7 +172,7 @@ class TransformerXLBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.width = width
         self.attention = RelativeMultiHeadAttention(width, heads, dropout, name="attention")
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
+        self.attention_norm = layer_norm.LayerNorm(1e-5, name="attention_norm")
         self.ffn_in = keras.layers.Dense(
             ffn,
             activation=activations.silu,
@@ -185,7 +186,7 @@ class TransformerXLBlock(keras.layers.Layer):
             bias_initializer=initializers.torch_default_bias(ffn),
             name="ffn_out",
         )
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ffn_norm")
+        self.ffn_norm = layer_norm.LayerNorm(1e-5, name="ffn_norm")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
 
     def build(self, input_shape=None):
@@ -219,9 +220,11 @@ class TransformerXLBlock(keras.layers.Layer):
         )
         if queries is not None:
             x = x[:, -queries:]
-        x = self.attention_norm(x + self.dropout(attention.output, training=training))
+        x = self.attention_norm(
+            x + self.dropout(attention.output, training=training), training=training
+        )
         y = self.ffn_out(self.dropout(self.ffn_in(x), training=training))
-        x = self.ffn_norm(x + self.dropout(y, training=training))
+        x = self.ffn_norm(x + self.dropout(y, training=training), training=training)
         return attention._replace(output=x)
 
 
