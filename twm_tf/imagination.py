@@ -13,8 +13,10 @@ tf.while_loop needs fixed shapes). Once the cache is full its cost per step is f
 A rollout restarts when the product of its predicted discounts since its (re)start falls below
 config.restart_threshold: the next state is the encoder sample of a random buffer observation,
 attention to the rollout's past is cut (reset) and the product restarts at 1. Only the
-observations drawn for restarts are encoded, as in the original (usually a few per step, against
-a whole pool); XLA needs static shapes, so under config.jit_compile the pool is encoded once.
+observations drawn for restarts are encoded and sampled, as in the original (usually a few per
+step, against a whole pool); XLA needs static shapes, so under config.jit_compile the pool is
+encoded once. The trajectory carries no gradient, so latents are sampled without the
+straight-through path.
 """
 
 from collections.abc import Callable
@@ -80,15 +82,15 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     )
 
 
-def _restart_logits(encode, restart_obs, pool_logits, pick, done) -> tf.Tensor:
-    """[M, V, C] encoder logits of pool row pick[m] where done[m] (elsewhere zeros or unused)."""
+def _restart_states(encode, restart_obs, pool_logits, pick, done, seed) -> tf.Tensor:
+    """[M, V, C] latent samples of pool row pick[m] where done[m] (elsewhere zeros or unused)."""
     if pool_logits is not None:
-        return tf.gather(pool_logits, pick)
+        return distributions.sample_latent(tf.gather(pool_logits, pick), seed, False)
     rows = tf.cast(tf.where(done), tf.int32)  # [n, 1]
     # One spare row keeps the encoder's batch non-empty (oneDNN convolutions reject batch 0).
     obs = tf.gather(restart_obs, tf.concat([tf.gather_nd(pick, rows), pick[:1]], axis=0))
-    logits = encode(obs)[:-1]  # [n, V, C]
-    return tf.scatter_nd(rows, logits, tf.concat([tf.shape(pick), tf.shape(logits)[1:]], 0))
+    z = distributions.sample_latent(encode(obs)[:-1], seed, False)  # [n, V, C]
+    return tf.scatter_nd(rows, z, tf.concat([tf.shape(pick), tf.shape(z)[1:]], 0))
 
 
 def rollout(
@@ -131,7 +133,7 @@ def rollout(
     for t in range(horizon):
         action = distributions.sample_actions(actor(z), seeds[3 * t])
         out, cache = dynamics_model.step(cache, z, action, prev_reward, reset=reset)
-        next_z = distributions.sample_latent(out.next_logits, seeds[3 * t + 1])
+        next_z = distributions.sample_latent(out.next_logits, seeds[3 * t + 1], False)
         discount = distributions.discount(out.discount_logit).mean()
         product = product * discount
         done = product < config.restart_threshold
@@ -139,8 +141,9 @@ def rollout(
         pick = tf.random.stateless_uniform(
             [m], seeds[3 * t + 2], maxval=tf.shape(restart_obs)[0], dtype=tf.int32
         )
-        restart_logits = _restart_logits(encode, restart_obs, pool_logits, pick, done)
-        restart_z = distributions.sample_latent(restart_logits, seeds[3 * horizon + t])
+        restart_z = _restart_states(
+            encode, restart_obs, pool_logits, pick, done, seeds[3 * horizon + t]
+        )
         z = tf.where(done[:, None, None], restart_z, next_z)
         product = tf.where(done, tf.ones_like(product), product)
         prev_reward, reset = out.reward, done

@@ -73,9 +73,17 @@ def policy(logits: tf.Tensor) -> tfd.Distribution:
     return GumbelMaxCategorical(logits=tf.cast(logits, tf.float32), dtype=tf.int32)
 
 
-def sample_latent(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """A straight-through one-hot sample [..., V, C] of latent(logits) with a [2] int seed."""
-    return latent(logits).sample(seed=seed)
+def sample_latent(logits: tf.Tensor, seed: tf.Tensor, straight_through: bool = True) -> tf.Tensor:
+    """A one-hot sample [..., V, C] of latent(logits) with a [2] int seed.
+
+    straight_through=False returns the same sample without the probabilities' gradient path,
+    which saves a softmax and two passes where no gradient is taken (imagination).
+    """
+    if straight_through:
+        return latent(logits).sample(seed=seed)
+    logits = tf.cast(logits, tf.float32)
+    classes = tf.argmax(logits + gumbel.noise(tf.shape(logits), seed), axis=-1)
+    return tf.one_hot(classes, logits.shape[-1], dtype=tf.float32)
 
 
 def latent_mode(logits: tf.Tensor) -> tf.Tensor:

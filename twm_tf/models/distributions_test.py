@@ -5,6 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
+from absl.testing import parameterized
 
 from twm_tf import testing
 from twm_tf.models import distributions
@@ -59,6 +60,18 @@ class LatentTest(testing.TestCase):
             )
             soft = tf.reduce_sum(upstream * tf.nn.softmax(logits))
         self.assertAllClose(tape.gradient(sampled, logits), tape.gradient(soft, logits))
+
+    @parameterized.parameters(False, True)
+    def test_sample_without_straight_through_is_the_same_sample(self, jit_compile):
+        logits = tf.random.normal([5, 32, 32])
+        seed = tf.constant([3, 4], tf.int64)
+        sample = tf.function(distributions.sample_latent, jit_compile=jit_compile)
+        plain = sample(logits, seed, False)
+        self.assertAllEqual(plain, sample(logits, seed))
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            total = tf.reduce_sum(distributions.sample_latent(logits, seed, False))
+        self.assertIsNone(tape.gradient(total, logits))
 
     def test_sample_compiles_with_xla_and_int64_seeds(self):
         logits = tf.random.normal([4, 3, 5])
