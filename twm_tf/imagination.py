@@ -82,15 +82,27 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     )
 
 
-def _restart_states(encode, restart_obs, pool_logits, pick, done, seed) -> tf.Tensor:
-    """[M, V, C] latent samples of pool row pick[m] where done[m] (elsewhere zeros or unused)."""
+def _next_states(next_z, done, encode, restart_obs, pool_logits, seeds) -> tf.Tensor:
+    """[M, V, C] next_z, with a latent sample of a uniformly drawn pool row where done.
+
+    seeds: [2, 2], for the row draw and the latent sample.
+    """
+    m = next_z.shape[0]
+    pick = tf.random.stateless_uniform(
+        [m], seeds[0], maxval=tf.shape(restart_obs)[0], dtype=tf.int32
+    )  # [M]
     if pool_logits is not None:
-        return distributions.sample_latent(tf.gather(pool_logits, pick), seed, False)
-    rows = tf.cast(tf.where(done), tf.int32)  # [n, 1]
-    # One spare row keeps the encoder's batch non-empty (oneDNN convolutions reject batch 0).
-    obs = tf.gather(restart_obs, tf.concat([tf.gather_nd(pick, rows), pick[:1]], axis=0))
-    z = distributions.sample_latent(encode(obs)[:-1], seed, False)  # [n, V, C]
-    return tf.scatter_nd(rows, z, tf.concat([tf.shape(pick), tf.shape(z)[1:]], 0))
+        restart_z = distributions.sample_latent(tf.gather(pool_logits, pick), seeds[1], False)
+        return tf.where(done[:, None, None], restart_z, next_z)
+
+    def restart():
+        rows = tf.cast(tf.where(done), tf.int32)  # [n, 1], n >= 1
+        logits = encode(tf.gather(restart_obs, tf.gather_nd(pick, rows)))  # [n, V, C]
+        z = distributions.sample_latent(logits, seeds[1], False)
+        return tf.tensor_scatter_nd_update(next_z, rows, z)
+
+    # Most steps restart no rollout; they skip the encoder (and its batch-0 convolutions).
+    return tf.cond(tf.reduce_any(done), restart, lambda: next_z)
 
 
 def rollout(
@@ -138,13 +150,14 @@ def rollout(
         product = product * discount
         done = product < config.restart_threshold
         steps.append(Trajectory(z, action, out.reward, discount, done, reset))
-        pick = tf.random.stateless_uniform(
-            [m], seeds[3 * t + 2], maxval=tf.shape(restart_obs)[0], dtype=tf.int32
+        z = _next_states(
+            next_z,
+            done,
+            encode,
+            restart_obs,
+            pool_logits,
+            tf.stack([seeds[3 * t + 2], seeds[3 * horizon + t]]),
         )
-        restart_z = _restart_states(
-            encode, restart_obs, pool_logits, pick, done, seeds[3 * horizon + t]
-        )
-        z = tf.where(done[:, None, None], restart_z, next_z)
         product = tf.where(done, tf.ones_like(product), product)
         prev_reward, reset = out.reward, done
     trajectory = Trajectory(*(tf.stack(field, axis=1) for field in zip(*steps)))
