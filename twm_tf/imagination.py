@@ -92,13 +92,15 @@ def _next_states(next_z, done, encode, restart_obs, pool_logits, seeds) -> tf.Te
         [m], seeds[0], maxval=tf.shape(restart_obs)[0], dtype=tf.int32
     )  # [M]
     if pool_logits is not None:
-        restart_z = distributions.sample_latent(tf.gather(pool_logits, pick), seeds[1], False)
+        restart_z = distributions.sample_latent(
+            tf.gather(pool_logits, pick), seeds[1], straight_through=False
+        )
         return tf.where(done[:, None, None], restart_z, next_z)
 
     def restart():
         rows = tf.cast(tf.where(done), tf.int32)  # [n, 1], n >= 1
         logits = encode(tf.gather(restart_obs, tf.gather_nd(pick, rows)))  # [n, V, C]
-        z = distributions.sample_latent(logits, seeds[1], False)
+        z = distributions.sample_latent(logits, seeds[1], straight_through=False)
         return tf.tensor_scatter_nd_update(next_z, rows, z)
 
     # Most steps restart no rollout; they skip the encoder (and its batch-0 convolutions).
@@ -145,7 +147,9 @@ def rollout(
     for t in range(horizon):
         action = distributions.sample_actions(actor(z), seeds[3 * t])
         out, cache = dynamics_model.step(cache, z, action, prev_reward, reset=reset)
-        next_z = distributions.sample_latent(out.next_logits, seeds[3 * t + 1], False)
+        next_z = distributions.sample_latent(
+            out.next_logits, seeds[3 * t + 1], straight_through=False
+        )
         discount = distributions.discount(out.discount_logit).mean()
         product = product * discount
         done = product < config.restart_threshold

@@ -66,11 +66,11 @@ class LatentTest(testing.TestCase):
         logits = tf.random.normal([5, 32, 32])
         seed = tf.constant([3, 4], tf.int64)
         sample = tf.function(distributions.sample_latent, jit_compile=jit_compile)
-        plain = sample(logits, seed, False)
+        plain = sample(logits, seed, straight_through=False)
         self.assertAllEqual(plain, sample(logits, seed))
         with tf.GradientTape() as tape:
             tape.watch(logits)
-            total = tf.reduce_sum(distributions.sample_latent(logits, seed, False))
+            total = tf.reduce_sum(distributions.sample_latent(logits, seed, straight_through=False))
         self.assertIsNone(tape.gradient(total, logits))
 
     def test_sample_compiles_with_xla_and_int64_seeds(self):
