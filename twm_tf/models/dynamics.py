@@ -59,8 +59,8 @@ class DynamicsCache(NamedTuple):
     as from `initial_cache`) keeps its shapes through `step`, so it can be a tf.while_loop variable.
     """
 
-    keys: tuple[tuple[tf.Tensor, ...], ...]  # [layer][block] [B, heads, K, head_dim], projected
-    values: tuple[tuple[tf.Tensor, ...], ...]  # [layer][block] [B, heads, K, head_dim], projected
+    keys: tuple[tuple[tf.Tensor, ...], ...]  # [layer][block] [heads, B, K, head_dim], projected
+    values: tuple[tuple[tf.Tensor, ...], ...]  # [layer][block] [heads, B, K, head_dim], projected
     valid: tf.Tensor  # [B, L] bool: the slot holds a token of the current episode
 
 
@@ -303,7 +303,7 @@ class DynamicsModel(keras.Model):
         # In front: the missing r_{-1} of block 0 and, for short windows, empty blocks.
         pad = (k - 2) + k * tf.maximum(num_blocks - tf.shape(dones)[1], 0)
 
-        def blocks(x):  # [B, heads, N, head_dim] -> num_blocks x [B, heads, K, head_dim]
+        def blocks(x):  # [heads, B, N, head_dim] -> num_blocks x [heads, B, K, head_dim]
             x = tf.pad(tf.stop_gradient(x), [[0, 0], [0, 0], [pad, 0], [0, 0]])[:, :, -length:]
             return tuple(tf.split(x, num_blocks, axis=2))
 
@@ -321,7 +321,7 @@ class DynamicsModel(keras.Model):
         """A full cache (`cache_blocks` blocks, every slot invalid) for `batch_size` rows."""
         heads = self.config.dyn_heads
         zeros = tf.zeros(
-            [batch_size, heads, self.tokens_per_step, self.config.dyn_width // heads],
+            [heads, batch_size, self.tokens_per_step, self.config.dyn_width // heads],
             self.compute_dtype,
         )
         layer = (zeros,) * self.cache_blocks

@@ -149,7 +149,7 @@ class DynamicsModelTest(testing.TestCase):
         for blocks in (*cache.keys, *cache.values):
             self.assertLen(blocks, memory_steps + model.tokens_per_step - 2)
             for block in blocks:
-                self.assertEqual(block.shape, (batch, 2, model.tokens_per_step, 16))
+                self.assertEqual(block.shape, (2, batch, model.tokens_per_step, 16))  # heads lead
 
     @parameterized.parameters((1, 2, 0.0), (3, 4, 0.3), (7, 4, 0.2), (2, 1, 0.3))
     def test_prefill_then_step_matches_call(self, context, memory_steps, done_prob):

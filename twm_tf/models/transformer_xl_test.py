@@ -66,8 +66,11 @@ class SinusoidalEncodingTest(testing.TestCase):
 
 
 class RelativeMultiHeadAttentionTest(testing.TestCase):
-    @parameterized.parameters((1, 1), (2, 2), (3, 4))
-    def test_matches_reference(self, batch, heads):
+    # training=True projects q, k, v by another path (a 2-D matmul and a transpose).
+    @parameterized.parameters(
+        (1, 1, False), (2, 2, False), (3, 4, False), (2, 2, True), (3, 4, True)
+    )
+    def test_matches_reference(self, batch, heads, training):
         width, length = 8, 6
         rng = np.random.default_rng(0)
         layer = transformer_xl.RelativeMultiHeadAttention(width, heads, dropout=0.0)
@@ -76,7 +79,7 @@ class RelativeMultiHeadAttentionTest(testing.TestCase):
         u, v = rng.standard_normal([2, heads, width // heads]).astype(np.float32)
         mask = _causal_mask(batch, length, rng)
         encoding = transformer_xl.sinusoidal_encoding(length, width)
-        out = layer(x, encoding, u, v, tf.constant(mask))
+        out = layer(x, encoding, u, v, tf.constant(mask), training=training)
         expected_out, expected_weights = _reference_attention(layer, x, u, v, mask)
         self.assertAllClose(out.weights, expected_weights, atol=1e-5)
         self.assertAllClose(out.output, expected_out, atol=1e-5)
