@@ -150,8 +150,8 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         q, new_k, new_v = tf.split(self._project_heads(x, training), 3)  # [heads, B, T, head_dim]
         if queries is not None:
             q, mask = q[:, :, -queries:], mask[:, -queries:]
-        # One concat of the cached parts and the new tokens, then two einsums over all keys:
-        # measured faster than an einsum per part (tiny batched matmuls are overhead-bound).
+        # One concat of the cached parts and the new tokens, then two batched matmuls over all
+        # keys: measured faster than one per part (tiny batched matmuls are overhead-bound).
         keys, values = new_k, new_v
         if memory is not None:
             keys = tf.concat([*memory[0], new_k], axis=2)  # [h, B, Tk, head_dim]
@@ -160,7 +160,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         r = tf.transpose(tf.reshape(r, [-1, self.heads, self.head_dim]), [1, 2, 0])  # [h, hd, Tk]
         # Under a mixed policy q, k, v are bfloat16/float16 while u, v stay float32 variables.
         content_bias, position_bias = (tf.cast(b, q.dtype) for b in (content_bias, position_bias))
-        content = tf.matmul(q + content_bias[:, None, None], keys, transpose_b=True)
+        content = tf.matmul(q + content_bias[:, None, None], keys, transpose_b=True)  # [h,B,Tq,Tk]
         q_position = tf.reshape(q + position_bias[:, None, None], [self.heads, -1, self.head_dim])
         position = tf.reshape(tf.matmul(q_position, r), tf.shape(content))  # [h, B, Tq, Tk]
         scores = (content + relative_shift(position)) * self.scale  # [h, B, Tq, Tk]
