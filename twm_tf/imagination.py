@@ -82,28 +82,33 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     )
 
 
-def _next_states(next_z, done, encode, restart_obs, pool_logits, seeds) -> tf.Tensor:
+def _next_states(
+    next_z, done, encode, restart_obs, pool_logits, pick_seed, sample_seed
+) -> tf.Tensor:
     """[M, V, C] next_z, with a latent sample of a uniformly drawn pool row where done.
 
-    seeds: [2, 2], for the row draw and the latent sample.
+    pick_seed draws the pool rows (one per rollout), sample_seed the latents; both [2].
     """
     m = next_z.shape[0]
-    pick = tf.random.stateless_uniform(
-        [m], seeds[0], maxval=tf.shape(restart_obs)[0], dtype=tf.int32
-    )  # [M]
+
+    def pick():  # [M] pool rows
+        size = tf.shape(restart_obs)[0]
+        return tf.random.stateless_uniform([m], pick_seed, maxval=size, dtype=tf.int32)
+
     if pool_logits is not None:
         restart_z = distributions.sample_latent(
-            tf.gather(pool_logits, pick), seeds[1], straight_through=False
+            tf.gather(pool_logits, pick()), sample_seed, straight_through=False
         )
         return tf.where(done[:, None, None], restart_z, next_z)
 
     def restart():
         rows = tf.cast(tf.where(done), tf.int32)  # [n, 1], n >= 1
-        logits = encode(tf.gather(restart_obs, tf.gather_nd(pick, rows)))  # [n, V, C]
-        z = distributions.sample_latent(logits, seeds[1], straight_through=False)
+        logits = encode(tf.gather(restart_obs, tf.gather_nd(pick(), rows)))  # [n, V, C]
+        z = distributions.sample_latent(logits, sample_seed, straight_through=False)
         return tf.tensor_scatter_nd_update(next_z, rows, z)
 
-    # Most steps restart no rollout; they skip the encoder (and its batch-0 convolutions).
+    # Most steps restart no rollout; they skip the row draw and the encoder (and its batch-0
+    # convolutions).
     return tf.cond(tf.reduce_any(done), restart, lambda: next_z)
 
 
@@ -155,12 +160,7 @@ def rollout(
         done = product < config.restart_threshold
         steps.append(Trajectory(z, action, out.reward, discount, done, reset))
         z = _next_states(
-            next_z,
-            done,
-            encode,
-            restart_obs,
-            pool_logits,
-            tf.stack([seeds[3 * t + 2], seeds[3 * horizon + t]]),
+            next_z, done, encode, restart_obs, pool_logits, seeds[3 * t + 2], seeds[3 * horizon + t]
         )
         product = tf.where(done, tf.ones_like(product), product)
         prev_reward, reset = out.reward, done

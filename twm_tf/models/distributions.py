@@ -13,6 +13,11 @@ from twm_tf import gumbel
 tfd = tfp.distributions
 
 
+def _gumbel_max(logits: tf.Tensor, shape, seed, output_type=tf.int64) -> tf.Tensor:
+    """argmax over the last axis of float32 logits plus Gumbel noise of `shape` (broadcasting)."""
+    return tf.argmax(logits + gumbel.noise(shape, seed), axis=-1, output_type=output_type)
+
+
 class GumbelMaxCategorical(tfd.Categorical):
     """A Categorical sampled with the Gumbel-max trick, XLA-compilable with int64 stateless seeds.
 
@@ -21,8 +26,8 @@ class GumbelMaxCategorical(tfd.Categorical):
 
     def _sample_n(self, n, seed=None):
         logits = tf.cast(self.logits_parameter(), tf.float32)
-        noisy = logits + gumbel.noise(tf.concat([[n], tf.shape(logits)], axis=0), seed)
-        return tf.argmax(noisy, axis=-1, output_type=self.dtype)
+        shape = tf.concat([[n], tf.shape(logits)], axis=0)
+        return _gumbel_max(logits, shape, seed, output_type=self.dtype)
 
 
 class StraightThroughOneHotCategorical(tfd.OneHotCategorical):
@@ -37,8 +42,7 @@ class StraightThroughOneHotCategorical(tfd.OneHotCategorical):
     def _sample_n(self, n, seed=None):
         logits = tf.cast(self.logits_parameter(), tf.float32)
         shape = tf.concat([[n], tf.shape(logits)], axis=0)
-        noisy = logits + gumbel.noise(shape, seed)
-        sample = tf.one_hot(tf.argmax(noisy, axis=-1), logits.shape[-1], dtype=self.dtype)
+        sample = tf.one_hot(_gumbel_max(logits, shape, seed), logits.shape[-1], dtype=self.dtype)
         probs = tf.nn.softmax(logits)
         # probs - probs is exactly 0 forward, so the sample stays exactly one-hot.
         return sample + tf.cast(probs - tf.stop_gradient(probs), self.dtype)
@@ -82,7 +86,7 @@ def sample_latent(logits: tf.Tensor, seed: tf.Tensor, straight_through: bool = T
     if straight_through:
         return latent(logits).sample(seed=seed)
     logits = tf.cast(logits, tf.float32)
-    classes = tf.argmax(logits + gumbel.noise(tf.shape(logits), seed), axis=-1)
+    classes = _gumbel_max(logits, tf.shape(logits), seed)
     return tf.one_hot(classes, logits.shape[-1], dtype=tf.float32)
 
 
