@@ -178,10 +178,13 @@ def bench_imagination(config, wm, ac, rng) -> dict:
         def run(seed):
             seeds = tf.random.experimental.stateless_split(seed, num=2)
             starts = imagination.select_starts(latents, cfg.imag_starts, seeds[0])
-            trajectory = imagination.rollout(
-                wm.dynamics, ac.actor, starts, restart_obs, wm.observation.encode, seeds[1], cfg
-            )
-            return ac.update(**trajectory._asdict()) if update else trajectory.rewards
+            with ac.recording_actor() as policy_tape:  # as the learner runs it
+                trajectory = imagination.rollout(
+                    wm.dynamics, ac.actor, starts, restart_obs, wm.observation.encode, seeds[1], cfg
+                )
+            if not update:
+                return trajectory.rewards
+            return ac.update(**trajectory._asdict(), policy_tape=policy_tape)
 
         return lambda: run(tf.constant([0, 1], tf.int64))
 

@@ -16,7 +16,8 @@ attention to the rollout's past is cut (reset) and the product restarts at 1. On
 observations drawn for restarts are encoded and sampled, as in the original (usually a few per
 step, against a whole pool); XLA needs static shapes, so under config.jit_compile the pool is
 encoded once. The trajectory carries no gradient, so latents are sampled without the
-straight-through path.
+straight-through path; only the policy's logits keep theirs, so that an update recorded with
+`ActorCritic.recording_actor` reuses the rollout's forward passes of the actor.
 """
 
 from collections.abc import Callable
@@ -40,6 +41,7 @@ class Trajectory(NamedTuple):
     discounts: tf.Tensor  # [M, H] predicted gamma_t
     dones: tf.Tensor  # [M, H] bool, the rollout restarts after step t
     restarts: tf.Tensor  # [M, H] bool, step t begins a fresh rollout
+    logits: tf.Tensor  # [M, H, A] the actor's logits at z_t that a_t was drawn from, with gradient
 
 
 class Starts(NamedTuple):
@@ -134,7 +136,7 @@ def rollout(
       config: horizon, restart_threshold, jit_compile.
 
     Returns:
-      The Trajectory (no gradient).
+      The Trajectory, without gradient except for `logits` (to the actor's weights).
     """
     m = starts.start_z.shape[0]
     horizon = config.horizon
@@ -150,7 +152,8 @@ def rollout(
     product = tf.ones([m])
     steps = []
     for t in range(horizon):
-        action = distributions.sample_actions(actor(z), seeds[3 * t])
+        logits = actor(z)  # [M, A]
+        action = distributions.sample_actions(logits, seeds[3 * t])
         out, cache = dynamics_model.step(cache, z, action, prev_reward, reset=reset)
         next_z = distributions.sample_latent(
             out.next_logits, seeds[3 * t + 1], straight_through=False
@@ -158,7 +161,7 @@ def rollout(
         discount = distributions.discount(out.discount_logit).mean()
         product = product * discount
         done = product < config.restart_threshold
-        steps.append(Trajectory(z, action, out.reward, discount, done, reset))
+        steps.append(Trajectory(z, action, out.reward, discount, done, reset, logits))
         z = _next_states(
             next_z, done, encode, restart_obs, pool_logits, seeds[3 * t + 2], seeds[3 * horizon + t]
         )
@@ -166,4 +169,5 @@ def rollout(
         prev_reward, reset = out.reward, done
     trajectory = Trajectory(*(tf.stack(field, axis=1) for field in zip(*steps)))
     trajectory = trajectory._replace(z=tf.concat([trajectory.z, z[:, None]], axis=1))
-    return tf.nest.map_structure(tf.stop_gradient, trajectory)
+    logits = trajectory.logits
+    return tf.nest.map_structure(tf.stop_gradient, trajectory)._replace(logits=logits)

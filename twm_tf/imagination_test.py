@@ -133,6 +133,48 @@ class ImaginationTest(testing.TestCase):
         in_pool = (restarted[:, None] == states[None]).all(axis=(2, 3)).any(axis=1)
         self.assertTrue(in_pool.all())
 
+    @parameterized.parameters(False, True)
+    def test_recorded_actor_passes_give_the_update_s_gradients(self, jit_compile):
+        config = self.config.replace(jit_compile=jit_compile)
+        agent = actor_critic.ActorCritic(config, NUM_ACTIONS)
+        latents = _latents(config, n=4, length=5)
+        _, restart_obs, encode = _pool(latents)
+        seed = tf.constant([5, 6], tf.int64)
+        starts = imagination.select_starts(latents, 6, seed)
+
+        @tf.function(jit_compile=jit_compile)
+        def both():
+            with agent.recording_actor() as tape:
+                trajectory = imagination.rollout(
+                    self.model, agent.actor, starts, restart_obs, encode, seed, config
+                )
+            reused, _ = agent.gradients(**trajectory._asdict(), policy_tape=tape)
+            fresh, _ = agent.gradients(**trajectory._asdict())  # runs the actor again on z
+            return trajectory, reused, fresh
+
+        trajectory, reused, fresh = both()
+        self.assertAllClose(trajectory.logits, agent.actor(trajectory.z[:, :-1]), atol=1e-6)
+        self.assertAllClose(reused, fresh, rtol=1e-5, atol=1e-7)
+        self.assertTrue(all(tf.reduce_any(g != 0) for g in reused.actor.grads))
+
+    def test_recording_watches_only_the_actor(self):
+        agent = actor_critic.ActorCritic(self.config, NUM_ACTIONS)
+        latents = _latents(self.config, n=4, length=5)
+        _, restart_obs, encode = _pool(latents)
+        seed = tf.constant([5, 6], tf.int64)
+        with agent.recording_actor() as tape:
+            imagination.rollout(
+                self.model,
+                agent.actor,
+                imagination.select_starts(latents, 6, seed),
+                restart_obs,
+                encode,
+                seed,
+                self.config,
+            )
+        watched = {v.ref() for v in tape.watched_variables()}
+        self.assertEqual(watched, {v.value.ref() for v in agent.actor.trainable_variables})
+
     def test_rollout_traces_once(self):
         config = self.config
         rollout = tf.function(imagination.rollout)

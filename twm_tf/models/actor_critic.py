@@ -1,6 +1,8 @@
 """Actor and critic MLPs on the latent z, the GAE returns and losses, and their update step."""
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import keras
@@ -337,6 +339,18 @@ class ActorCritic(tf.Module):
         gradients, metrics = self.gradients(**trajectory)
         return {**metrics, **self.apply(gradients)}
 
+    @contextlib.contextmanager
+    def recording_actor(self) -> Iterator[tf.GradientTape]:
+        """A tape that records the actor's forward passes and nothing else, for `gradients`.
+
+        Imagination runs the actor on every state it visits; recorded, those passes are the
+        actor's update's forward pass, which then need not run again (a sixth of the update's
+        FLOPs). Other weights are not watched, so the world model's steps are not recorded.
+        """
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in self.actor.trainable_variables])
+            yield tape
+
     def gradients(
         self,
         z: tf.Tensor,
@@ -346,6 +360,8 @@ class ActorCritic(tf.Module):
         dones: tf.Tensor,
         restarts: tf.Tensor | None = None,
         entropy_only: bool = False,
+        logits: tf.Tensor | None = None,
+        policy_tape: tf.GradientTape | None = None,
     ) -> tuple[ActorCriticGradients, dict[str, tf.Tensor]]:
         """Critic and actor gradients on a batch of (imagined or real) sequences, not applied.
 
@@ -359,6 +375,10 @@ class ActorCritic(tf.Module):
             restarts: [M, H] bool, step t begins a fresh rollout (see discount_weights), or None
                 to weigh every step 1 (real data).
             entropy_only: pretraining mode, the actor only maximizes its entropy.
+            logits: [M, H, A] the actor's logits at z_0..z_{H-1}, reused when `policy_tape`
+                (from `recording_actor`) recorded them with these weights; without a tape the
+                actor runs again on z and they are ignored.
+            policy_tape: see `logits`.
 
         Returns:
             (ActorCriticGradients, scalar metrics of both losses).
@@ -377,15 +397,18 @@ class ActorCritic(tf.Module):
             value_loss, critic_metrics = critic_loss(values[:, :-1], returns, weights)
         critic_grads = tape.gradient(value_loss, self.critic.trainable_variables)
 
-        with tf.GradientTape() as tape:
-            logits = self.actor(z[:, :-1])  # [M, H, A]
+        if policy_tape is None:
+            policy_tape = tf.GradientTape()
+            with policy_tape:
+                logits = self.actor(z[:, :-1])  # [M, H, A]
+        with policy_tape:
             if entropy_only:
                 policy_loss, actor_metrics = entropy_actor_loss(logits, weights, self.config)
             else:
                 policy_loss, actor_metrics = actor_loss(
                     logits, actions, advantages, weights, self.config
                 )
-        actor_grads = tape.gradient(policy_loss, self.actor.trainable_variables)
+        actor_grads = policy_tape.gradient(policy_loss, self.actor.trainable_variables)
         gradients = ActorCriticGradients(
             critic=optimizer.Gradients(value_loss, critic_grads),
             actor=optimizer.Gradients(policy_loss, actor_grads),
