@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent setup: .venv with the pinned packages, and Bazel (Debian bazel-bootstrap) if missing.
+# Idempotent setup: .venv with the pinned packages, Bazel (Debian bazel-bootstrap) and g++ if
+# missing, and the fused attention kernel.
 # Usage: ./setup.sh            (safe to re-run; does nothing that is already done)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,10 +18,23 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
-if ! command -v bazel >/dev/null 2>&1; then
-  sudo_cmd=""
+apt_install() {  # Debian packages, as root or through sudo
+  local sudo_cmd=""
   [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq bazel-bootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v bazel >/dev/null 2>&1 || apt_install bazel-bootstrap
+
+# The fused attention kernel of imagination (twm_tf/kernels), rebuilt when its source or the
+# pinned TensorFlow changes. Without it the Transformer-XL runs its TensorFlow ops instead.
+command -v g++ >/dev/null 2>&1 || apt_install g++
+kernel=twm_tf/kernels/_block_attention.so
+kernel_stamp=.venv/.kernel.sha256
+kernel_want=$(cat twm_tf/kernels/block_attention.cc requirements.txt | sha256sum | cut -d' ' -f1)
+if [[ ! -f "$kernel" || ! -f "$kernel_stamp" || "$(cat "$kernel_stamp")" != "$kernel_want" ]]; then
+  TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python3 -m twm_tf.kernels.block_attention >/dev/null
+  echo "$kernel_want" > "$kernel_stamp"
 fi
-echo "setup done: $(.venv/bin/python3 --version), bazel at $(command -v bazel)"
+echo "setup done: $(.venv/bin/python3 --version), bazel at $(command -v bazel), kernel $kernel"

@@ -376,6 +376,7 @@ class DynamicsModel(keras.Model):
             training=training,
             # The heads read a_t only; r_{t-1} and z_t matter to later steps as keys and values.
             outputs=None if return_attention else 1,
+            fused=not return_attention,
         )
         output = self._predict(
             out.hidden[:, -1], out.attention if return_attention else None, training

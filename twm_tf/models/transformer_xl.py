@@ -7,6 +7,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from twm_tf.kernels import block_attention
 from twm_tf.models import activations
 from twm_tf.models import initializers
 from twm_tf.models import layer_norm
@@ -21,14 +22,14 @@ class AttentionOutput(NamedTuple):
     """What one attention layer returns; keys/values are the new tokens' projections to cache."""
 
     output: tf.Tensor  # [B, Tq, D]
-    weights: tf.Tensor  # [B, heads, Tq, Tk], before dropout
+    weights: tf.Tensor | None  # [B, heads, Tq, Tk], before dropout; None from the fused kernel
     keys: tf.Tensor  # [heads, B, Tq, head_dim]
     values: tf.Tensor  # [heads, B, Tq, head_dim]
 
 
 class TransformerXLOutput(NamedTuple):
     hidden: tf.Tensor  # [B, Tq, D] output of the last block
-    attention: tuple[tf.Tensor, ...]  # per layer [B, heads, Tq, Tk]
+    attention: tuple[tf.Tensor | None, ...]  # per layer [B, heads, Tq, Tk] (None if fused)
     keys: tuple[tf.Tensor, ...]  # per layer [heads, B, Tq, head_dim]
     values: tuple[tf.Tensor, ...]  # per layer [heads, B, Tq, head_dim]
 
@@ -131,6 +132,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         memory: LayerMemory | None = None,
         training: bool = False,
         queries: int | None = None,
+        fused: bool = False,
     ) -> AttentionOutput:
         """Attends the Tq new tokens over the M cached and the Tq new keys (Tk = M + Tq).
 
@@ -146,17 +148,33 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
           training: applies dropout to the attention weights.
           queries: if set, only the last `queries` tokens query (Tq' = queries); every new token
             is still projected to a key and value. Output and weights then cover those queries.
+          fused: outside training, attend with kernels/block_attention where it runs (built,
+            float32, no GPU, no XLA), reading the cached parts in place; weights are then None.
         """
         q, new_k, new_v = tf.split(self._project_heads(x, training), 3)  # [heads, B, T, head_dim]
         if queries is not None:
             q, mask = q[:, :, -queries:], mask[:, -queries:]
+        r = self.position(position_encoding)  # [Tk, D]
+        if fused and not training and block_attention.available(q.dtype):
+            parts = ((), ()) if memory is None else memory
+            context = block_attention.attend(
+                q,
+                tf.convert_to_tensor(content_bias),
+                tf.convert_to_tensor(position_bias),
+                tf.reshape(r, [-1, self.heads, self.head_dim]),
+                mask,
+                [*parts[0], new_k],
+                [*parts[1], new_v],
+                self.scale,
+            )  # [B, Tq, heads, head_dim]
+            context = tf.reshape(context, [tf.shape(q)[1], tf.shape(q)[2], self.width])
+            return AttentionOutput(self.out(context), None, new_k, new_v)
         # One concat of the cached parts and the new tokens, then two batched matmuls over all
         # keys: measured faster than one per part (tiny batched matmuls are overhead-bound).
         keys, values = new_k, new_v
         if memory is not None:
             keys = tf.concat([*memory[0], new_k], axis=2)  # [h, B, Tk, head_dim]
             values = tf.concat([*memory[1], new_v], axis=2)  # [h, B, Tk, head_dim]
-        r = self.position(position_encoding)  # [Tk, D]
         r = tf.transpose(tf.reshape(r, [-1, self.heads, self.head_dim]), [1, 2, 0])  # [h, hd, Tk]
         # Under a mixed policy q, k, v are bfloat16/float16 while u, v stay float32 variables.
         content_bias, position_bias = (tf.cast(b, q.dtype) for b in (content_bias, position_bias))
@@ -220,6 +238,7 @@ class TransformerXLBlock(keras.layers.Layer):
         memory=None,
         training=False,
         queries=None,
+        fused=False,
     ) -> AttentionOutput:
         """Same arguments as `RelativeMultiHeadAttention.call`; output [B, Tq, D] (Tq' rows)."""
         attention = self.attention(
@@ -231,6 +250,7 @@ class TransformerXLBlock(keras.layers.Layer):
             memory,
             training=training,
             queries=queries,
+            fused=fused,
         )
         if queries is not None:
             x = x[:, -queries:]
@@ -276,6 +296,7 @@ class TransformerXL(keras.layers.Layer):
         memory: Sequence[LayerMemory] | None = None,
         training: bool = False,
         outputs: int | None = None,
+        fused: bool = False,
     ) -> TransformerXLOutput:
         """Runs the Tq new tokens through every block.
 
@@ -287,6 +308,8 @@ class TransformerXL(keras.layers.Layer):
           outputs: if set, the last block computes only the last `outputs` tokens (hidden
             [B, outputs, D]); the others feed the next step only through their keys and values.
             The last layer's attention weights then cover those queries.
+          fused: attend with the fused kernel where it runs (see `RelativeMultiHeadAttention`);
+            the attention weights are then None.
         """
         position_encoding = sinusoidal_encoding(tf.shape(mask)[-1], self.width)  # [Tk, D]
         position_encoding = self.position_dropout(position_encoding, training=training)
@@ -301,6 +324,7 @@ class TransformerXL(keras.layers.Layer):
                 None if memory is None else memory[i],
                 training=training,
                 queries=outputs if i == len(self.blocks) - 1 else None,
+                fused=fused,
             )
             x = out.output
             attention.append(out.weights)
