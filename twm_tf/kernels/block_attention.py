@@ -29,7 +29,8 @@ def build(output: str = LIBRARY) -> str:
         "-fopenmp-simd",
         "-shared",
         "-fPIC",
-        "-Wno-deprecated-declarations",  # in TensorFlow's own headers
+        "-Wno-deprecated-declarations",  # both warn inside TensorFlow's and Eigen's headers
+        "-Wno-interference-size",
         *tf.sysconfig.get_compile_flags(),
         _SOURCE,
         "-o",
