@@ -31,9 +31,9 @@ REGISTER_OP("TwmBlockAttention")
     .Input("position_bias: float")  // [H, D] v
     .Input("relative: float")       // [T, H, D] projected encodings; row c: distance T - 1 - c
     .Input("mask: bool")            // [B, Q, T] true where query i may attend key j
-    .Input("keys: N * float")      // [H, B, K_n, D] per block, oldest first; sum K_n = T
-    .Input("values: N * float")    // as keys
-    .Output("context: float")      // [B, Q, H, D]
+    .Input("keys: N * float")       // [H, B, K_n, D] per block, oldest first; sum K_n = T
+    .Input("values: N * float")     // as keys
+    .Output("context: float")       // [B, Q, H, D]
     .Attr("N: int >= 1")
     .Attr("scale: float")
     .SetShapeFn([](InferenceContext* c) {
@@ -200,8 +200,8 @@ class BlockAttentionOp : public OpKernel {
     problem.out = context_out->flat<float>().data();
     const auto& workers = *context->device()->tensorflow_cpu_worker_threads();
     const int64_t cost = 6 * queries * length * depth;  // multiply-adds per unit, roughly
-    ::tensorflow::Shard(workers.num_threads, workers.workers, heads * batch, cost,
-                        [&problem](int64_t begin, int64_t end) { AttendUnits(problem, begin, end); });
+    auto work = [&problem](int64_t begin, int64_t end) { AttendUnits(problem, begin, end); };
+    ::tensorflow::Shard(workers.num_threads, workers.workers, heads * batch, cost, work);
   }
 
  private:
