@@ -178,13 +178,12 @@ def bench_imagination(config, wm, ac, rng) -> dict:
         def run(seed):
             seeds = tf.random.experimental.stateless_split(seed, num=2)
             starts = imagination.select_starts(latents, cfg.imag_starts, seeds[0])
-            with ac.recording_actor() as policy_tape:  # as the learner runs it
-                trajectory = imagination.rollout(
-                    wm.dynamics, ac.actor, starts, restart_obs, wm.observation.encode, seeds[1], cfg
-                )
+            args = (starts, restart_obs, wm.observation.encode, seeds[1], cfg)
             if not update:
-                return trajectory.rewards
-            return ac.update(**trajectory._asdict(), policy_tape=policy_tape)
+                return imagination.rollout(wm.dynamics, ac.actor, *args).rewards
+            # As the learner runs it: the actor's update reuses the rollout's passes.
+            _, gradients, metrics = imagination.rollout_and_gradients(wm.dynamics, ac, *args)
+            return {**metrics, **ac.apply(gradients)}
 
         return lambda: run(tf.constant([0, 1], tf.int64))
 

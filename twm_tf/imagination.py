@@ -171,3 +171,26 @@ def rollout(
     trajectory = trajectory._replace(z=tf.concat([trajectory.z, z[:, None]], axis=1))
     logits = trajectory.logits
     return tf.nest.map_structure(tf.stop_gradient, trajectory)._replace(logits=logits)
+
+
+def rollout_and_gradients(
+    dynamics_model: dynamics.DynamicsModel,
+    agent: actor_critic.ActorCritic,
+    starts: Starts,
+    restart_obs: tf.Tensor,
+    encode: Callable[[tf.Tensor], tf.Tensor],
+    seed: tf.Tensor,
+    config: config_lib.Config,
+) -> tuple[Trajectory, actor_critic.ActorCriticGradients, dict[str, tf.Tensor]]:
+    """`rollout` with agent's actor, then agent's gradients on it (arguments as in `rollout`).
+
+    The rollout runs under `agent.recording_actor()`, so the actor's update reuses its forward
+    passes instead of running the actor again.
+
+    Returns:
+      (the Trajectory, ActorCriticGradients, metrics), the gradients not applied.
+    """
+    with agent.recording_actor() as policy_tape:
+        trajectory = rollout(dynamics_model, agent.actor, starts, restart_obs, encode, seed, config)
+    gradients, metrics = agent.gradients(**trajectory._asdict(), policy_tape=policy_tape)
+    return trajectory, gradients, metrics

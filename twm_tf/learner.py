@@ -107,15 +107,12 @@ class Learner:
           (ActorCriticGradients, metrics).
         """
         config, wm, ac = self.config, self.world_model, self.actor_critic
-        encode = wm.observation.encode
         starts_seed, rollout_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
         # One rollout per restart observation: M / replicas of them on each replica.
         starts = imagination.select_starts(latents, restart_obs.shape[0], starts_seed)
-        with ac.recording_actor() as policy_tape:
-            trajectory = imagination.rollout(
-                wm.dynamics, ac.actor, starts, restart_obs, encode, rollout_seed, config
-            )
-        gradients, metrics = ac.gradients(**trajectory._asdict(), policy_tape=policy_tape)
+        trajectory, gradients, metrics = imagination.rollout_and_gradients(
+            wm.dynamics, ac, starts, restart_obs, wm.observation.encode, rollout_seed, config
+        )
         metrics["imagination/reward_mean"] = tf.reduce_mean(trajectory.rewards)
         metrics["imagination/discount_mean"] = tf.reduce_mean(trajectory.discounts)
         metrics["imagination/restarts"] = tf.reduce_mean(tf.cast(trajectory.dones, tf.float32))

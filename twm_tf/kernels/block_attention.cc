@@ -157,8 +157,8 @@ class BlockAttentionOp : public OpKernel {
     OP_REQUIRES(context, query.dims() == 4, InvalidArgument("query must be [H, B, Q, D]"));
     const int64_t heads = query.dim_size(0), batch = query.dim_size(1);
     const int64_t queries = query.dim_size(2), depth = query.dim_size(3);
-    std::vector<int64_t> block_start;  // first key index of each block
-    int64_t length = 0;
+    Problem problem{heads, batch, queries, depth, 0, scale_};
+    int64_t& length = problem.length;  // T, summed over the blocks
     for (int n = 0; n < keys.size(); ++n) {
       const Tensor& k = keys[n];
       const Tensor& v = values[n];
@@ -167,7 +167,10 @@ class BlockAttentionOp : public OpKernel {
                       k.dim_size(3) == depth && v.shape() == k.shape(),
                   InvalidArgument("keys/values block ", n, " must be [H, B, K, D] like query, got ",
                                   k.shape().DebugString(), " and ", v.shape().DebugString()));
-      block_start.push_back(length);
+      problem.keys.push_back(k.flat<float>().data());
+      problem.values.push_back(v.flat<float>().data());
+      problem.block_start.push_back(length);
+      problem.block_size.push_back(k.dim_size(2));
       length += k.dim_size(2);
     }
     OP_REQUIRES(context,
@@ -185,18 +188,11 @@ class BlockAttentionOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(
                                 0, TensorShape({batch, queries, heads, depth}), &context_out));
 
-    Problem problem{heads, batch, queries, depth, length, scale_};
     problem.query = query.flat<float>().data();
     problem.content_bias = content_bias.flat<float>().data();
     problem.position_bias = position_bias.flat<float>().data();
     problem.relative = relative.flat<float>().data();
     problem.mask = mask.flat<bool>().data();
-    problem.block_start = block_start;
-    for (int n = 0; n < keys.size(); ++n) {
-      problem.keys.push_back(keys[n].flat<float>().data());
-      problem.values.push_back(values[n].flat<float>().data());
-      problem.block_size.push_back(keys[n].dim_size(2));
-    }
     problem.out = context_out->flat<float>().data();
     const auto& workers = *context->device()->tensorflow_cpu_worker_threads();
     const int64_t cost = 6 * queries * length * depth;  // multiply-adds per unit, roughly

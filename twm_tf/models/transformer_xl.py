@@ -155,13 +155,14 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         if queries is not None:
             q, mask = q[:, :, -queries:], mask[:, -queries:]
         r = self.position(position_encoding)  # [Tk, D]
+        r = tf.reshape(r, [-1, self.heads, self.head_dim])  # [Tk, heads, head_dim]
         if fused and not training and block_attention.available(q.dtype):
             parts = ((), ()) if memory is None else memory
             context = block_attention.attend(
                 q,
                 tf.convert_to_tensor(content_bias),
                 tf.convert_to_tensor(position_bias),
-                tf.reshape(r, [-1, self.heads, self.head_dim]),
+                r,
                 mask,
                 [*parts[0], new_k],
                 [*parts[1], new_v],
@@ -175,7 +176,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         if memory is not None:
             keys = tf.concat([*memory[0], new_k], axis=2)  # [h, B, Tk, head_dim]
             values = tf.concat([*memory[1], new_v], axis=2)  # [h, B, Tk, head_dim]
-        r = tf.transpose(tf.reshape(r, [-1, self.heads, self.head_dim]), [1, 2, 0])  # [h, hd, Tk]
+        r = tf.transpose(r, [1, 2, 0])  # [h, hd, Tk]
         # Under a mixed policy q, k, v are bfloat16/float16 while u, v stay float32 variables.
         content_bias, position_bias = (tf.cast(b, q.dtype) for b in (content_bias, position_bias))
         content = tf.matmul(q + content_bias[:, None, None], keys, transpose_b=True)  # [h,B,Tq,Tk]
