@@ -59,7 +59,8 @@ struct Problem {
 };
 
 // Compiled for AVX-512, AVX2 + FMA and baseline x86-64; the loader runs the best the CPU has.
-#if defined(__x86_64__) && defined(__GNUC__)
+// TWM_SINGLE_TARGET builds only the -march target (block_attention.build(march=...)).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(TWM_SINGLE_TARGET)
 #define TWM_CPU_CLONES \
   __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
 #else

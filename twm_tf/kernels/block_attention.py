@@ -20,10 +20,15 @@ _SOURCE = os.path.join(os.path.dirname(__file__), "block_attention.cc")
 LIBRARY = os.path.join(os.path.dirname(__file__), "_block_attention.so")
 
 
-def build(output: str = LIBRARY) -> str:
-    """Compiles the kernel against the installed TensorFlow with g++; returns the library path."""
-    # No -march: the source carries its own AVX-512 and AVX2 clones (x86-64), so one build
-    # serves every CPU of the kind it was built on.
+def build(output: str = LIBRARY, march: str | None = None) -> str:
+    """Compiles the kernel against the installed TensorFlow with g++; returns the library path.
+
+    Without `march` the library carries AVX-512, AVX2 + FMA and baseline x86-64 clones of its
+    loop, and the CPU picks one when it loads, so one build serves every x86-64 CPU. With `march`
+    (a g++ -march value such as "haswell" or "x86-64") it holds that one target only: that is how
+    the tests run the clones this CPU would not pick.
+    """
+    target = [] if march is None else [f"-march={march}", "-DTWM_SINGLE_TARGET"]
     command = [
         "g++",
         "-O3",
@@ -32,6 +37,7 @@ def build(output: str = LIBRARY) -> str:
         "-fPIC",
         "-Wno-deprecated-declarations",  # both warn inside TensorFlow's and Eigen's headers
         "-Wno-interference-size",
+        *target,
         *tf.sysconfig.get_compile_flags(),
         _SOURCE,
         "-o",

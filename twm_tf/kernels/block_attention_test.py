@@ -1,5 +1,10 @@
 """The fused attention kernel against a NumPy reference and against the TensorFlow ops."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
@@ -31,6 +36,33 @@ def _reference(query, u, v, relative, mask, keys, values, scale):
     return out
 
 
+def _problem(queries, block_sizes):
+    """Random float32 query, u, v, relative, mask, key blocks and value blocks of one call."""
+    rng = np.random.default_rng(len(block_sizes))
+    heads, batch, depth = 2, 3, 20  # 20: full vectors and a remainder, for 8 or 16 lanes
+    length = sum(block_sizes)
+    query = rng.standard_normal([heads, batch, queries, depth]).astype(np.float32)
+    u, v = rng.standard_normal([2, heads, depth]).astype(np.float32)
+    relative = rng.standard_normal([length, heads, depth]).astype(np.float32)
+    mask = rng.random([batch, queries, length]) < 0.6
+    mask[:, np.arange(queries), length - queries + np.arange(queries)] = True  # itself
+    keys = [rng.standard_normal([heads, batch, k, depth]).astype(np.float32) for k in block_sizes]
+    values = [rng.standard_normal(x.shape).astype(np.float32) for x in keys]
+    return query, u, v, relative, mask, keys, values
+
+
+def _symbols(library: str) -> str:
+    return subprocess.run(["nm", "-C", library], capture_output=True, text=True, check=True).stdout
+
+
+def _cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
 class BlockAttentionTest(testing.TestCase):
     def setUp(self):
         super().setUp()
@@ -41,21 +73,36 @@ class BlockAttentionTest(testing.TestCase):
 
     @parameterized.parameters((1, [3]), (3, [3, 3, 3]), (1, [2, 4, 1, 3]), (3, [5]))
     def test_equals_reference(self, queries, block_sizes):
-        rng = np.random.default_rng(len(block_sizes))
-        heads, batch, depth = 2, 3, 8
-        length = sum(block_sizes)
-        query = rng.standard_normal([heads, batch, queries, depth]).astype(np.float32)
-        u, v = rng.standard_normal([2, heads, depth]).astype(np.float32)
-        relative = rng.standard_normal([length, heads, depth]).astype(np.float32)
-        mask = rng.random([batch, queries, length]) < 0.6
-        mask[:, np.arange(queries), length - queries + np.arange(queries)] = True  # itself
-        keys = [
-            rng.standard_normal([heads, batch, k, depth]).astype(np.float32) for k in block_sizes
-        ]
-        values = [rng.standard_normal(x.shape).astype(np.float32) for x in keys]
-        out = block_attention.attend(query, u, v, relative, mask, keys, values, 0.3)
-        expected = _reference(query, u, v, relative, mask, keys, values, 0.3)
+        inputs = _problem(queries, block_sizes)
+        out = block_attention.attend(*inputs, 0.3)
+        expected = _reference(*inputs, 0.3)
         self.assertAllClose(out, expected, atol=1e-6, rtol=0)  # float32 round-off: ~2.5e-7
+
+    @parameterized.parameters("haswell", "x86-64")
+    def test_every_cpu_target_equals_reference(self, march):
+        # This CPU runs the library's best clone; the AVX2 and baseline clones are built alone
+        # and run in a child process (the op name can be registered once per process).
+        if march == "haswell" and not {"avx2", "fma"} <= _cpu_flags():
+            self.skipTest("this CPU has no AVX2 + FMA")
+        directory = self.create_tempdir().full_path
+        library = block_attention.build(os.path.join(directory, "attention.so"), march=march)
+        # The default build dispatches between clones; this one must hold its target alone.
+        self.assertIn("[clone .arch_", _symbols(block_attention.LIBRARY))
+        self.assertNotIn("[clone .arch_", _symbols(library))
+        inputs = _problem(3, [2, 4, 1, 3])
+        arrays = os.path.join(directory, "arrays.npz")
+        np.savez(arrays, *inputs[:5], *inputs[5], *inputs[6])
+        child = textwrap.dedent(f"""
+            import numpy as np, tensorflow as tf
+            a = np.load({arrays!r}); a = [a[f"arr_{{i}}"] for i in range(len(a.files))]
+            n = (len(a) - 5) // 2
+            out = tf.load_op_library({library!r}).twm_block_attention(
+                *a[:5], a[5:5 + n], a[5 + n:], scale=0.3)
+            np.save({arrays!r} + ".out.npy", out.numpy())
+        """)
+        subprocess.run([sys.executable, "-c", child], check=True)
+        out = np.load(arrays + ".out.npy")
+        self.assertAllClose(out, _reference(*inputs, 0.3), atol=1e-6, rtol=0)
 
     def test_layer_output_equals_the_tensorflow_ops(self):
         # A step as imagination runs it: 3 new tokens over 4 cached blocks, the last layer
