@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import tensorflow as tf
+from absl import logging
 from tensorflow.python.ops import control_flow_util
 
 _SOURCE = os.path.join(os.path.dirname(__file__), "block_attention.cc")
@@ -49,12 +50,30 @@ def build(output: str = LIBRARY, march: str | None = None) -> str:
     return output
 
 
+def load(library: str = LIBRARY):
+    """The op module of a built library, or None (with a warning) if it does not load.
+
+    A library built against another TensorFlow fails to load (undefined symbols); the
+    Transformer-XL then runs its TensorFlow ops, slower, until the kernel is rebuilt.
+    """
+    try:
+        return tf.load_op_library(library)
+    except tf.errors.OpError as error:
+        logging.warning(
+            "Not using the fused attention kernel %s, it does not load (%s). Rebuild it with "
+            "./setup.sh or python -m twm_tf.kernels.block_attention.",
+            library,
+            error.message.strip(),
+        )
+        return None
+
+
 @functools.cache
 def _ops():
     """The loaded op module, or None where the library is missing or no CPU-only run uses it."""
     if not os.path.exists(LIBRARY) or tf.config.list_logical_devices("GPU"):
         return None
-    return tf.load_op_library(LIBRARY)
+    return load(LIBRARY)
 
 
 def available(dtype: tf.DType) -> bool:

@@ -130,6 +130,12 @@ class BlockAttentionTest(testing.TestCase):
             self.assertAllClose(fused.output, plain.output, atol=1e-5)
             self.assertAllEqual(fused.keys, plain.keys)
 
+    def test_a_library_that_does_not_load_is_skipped_with_a_warning(self):
+        stale = self.create_tempfile("stale.so", content="built for another TensorFlow")
+        with self.assertLogs(level="WARNING") as logs:
+            self.assertIsNone(block_attention.load(stale.full_path))
+        self.assertRegex(logs.output[0], "stale.so.*Rebuild it with ./setup.sh")
+
     def test_rejects_mismatched_blocks(self):
         query = tf.zeros([2, 3, 1, 8])
         bias = tf.zeros([2, 8])
