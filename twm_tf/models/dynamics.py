@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf.models import activations
+from twm_tf.models import dropout as dropout_lib
 from twm_tf.models import distributions
 from twm_tf.models import initializers
 from twm_tf.models import transformer_xl
@@ -93,7 +94,7 @@ class PredictionHead(keras.layers.Layer):
             dtype="float32",
             name="final",
         )
-        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.dropout = dropout_lib.Dropout(dropout, name="dropout")
 
     def build(self, input_shape):
         for layer in self.hidden:

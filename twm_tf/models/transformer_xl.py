@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from twm_tf.kernels import block_attention
 from twm_tf.models import activations
+from twm_tf.models import dropout as dropout_lib
 from twm_tf.models import initializers
 from twm_tf.models import layer_norm
 
@@ -99,7 +100,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         self.qkv = _projection(3 * width, "qkv")
         self.position = _projection(width, "position")
         self.out = _projection(width, "out")
-        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.dropout = dropout_lib.Dropout(dropout, name="dropout")
 
     def build(self, input_shape=None):
         self.qkv.build((None, self.width))
@@ -220,7 +221,7 @@ class TransformerXLBlock(keras.layers.Layer):
             name="ffn_out",
         )
         self.ffn_norm = layer_norm.LayerNorm(1e-5, name="ffn_norm")
-        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.dropout = dropout_lib.Dropout(dropout, name="dropout")
 
     def build(self, input_shape=None):
         self.attention.build()
@@ -277,7 +278,7 @@ class TransformerXL(keras.layers.Layer):
             TransformerXLBlock(width, heads, ffn, dropout, name=f"block_{i}")
             for i in range(num_layers)
         ]
-        self.position_dropout = keras.layers.Dropout(dropout, name="position_dropout")
+        self.position_dropout = dropout_lib.Dropout(dropout, name="position_dropout")
 
     def build(self, input_shape=None):
         head_shape = (self.heads, self.width // self.heads)
