@@ -10,13 +10,12 @@ is the frames), the kernel and the bias. Prints one line per layer and form, the
 
 import json
 import sys
-import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, ".")
+from launch import benchmark  # noqa: E402
 from twm_tf.models import conv_forms  # noqa: E402
 
 N = 1600
@@ -61,13 +60,7 @@ def time_layer(layer, shape, input_gradient: bool) -> float:
         sources = [layer.kernel, layer.bias] + ([x] if input_gradient else [])
         return [tf.reduce_sum(g) for g in tape.gradient(loss, sources)]
 
-    [g.numpy() for g in step(x)]
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        [g.numpy() for g in step(x)]
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return benchmark._median_seconds(lambda: [g.numpy() for g in step(x)], repeats=5)
 
 
 results = {}
