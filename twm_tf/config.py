@@ -134,8 +134,15 @@ class Config:
     ac_clip: float = _field(1.0, "Global-norm gradient clip of actor and critic.", POSITIVE)
 
     # Shared optimizer settings.
-    adam_eps: float = _field(1e-5, "Adam epsilon of every optimizer.", POSITIVE)
-    weight_decay: float = _field(1e-6, "Decoupled weight decay of every optimizer.", NON_NEGATIVE)
+    adam_eps: float = _field(
+        1e-5, "Adam epsilon of every optimizer, added to the bias-corrected sqrt(v).", POSITIVE
+    )
+    weight_decay: float = _field(
+        1e-6,
+        "L2 weight decay of every optimizer, added to the clipped gradient before Adam (coupled, "
+        "as torch.optim.Adam's).",
+        NON_NEGATIVE,
+    )
     max_skipped_updates: int = _field(
         10,
         "Consecutive train steps with a non-finite (skipped) update before the run stops.",

@@ -1,10 +1,19 @@
-"""TWM's optimizer: Adam with global-norm clipping and a guard against non-finite updates.
+"""TWM's optimizer: Adam in the form the paper's code trains with, global-norm clipping, a guard.
 
 Every network of TWM is trained by one of these (observation, dynamics, actor, critic). `apply`
 clips, applies and reports the gradient norm; an update whose loss or gradient norm is not finite
 is skipped entirely (weights, Adam moments and the step count stay as they were) and reported as
 `<name>/skipped` = 1, so one bad batch cannot poison the weights. The training loop stops a run
 whose updates keep being skipped (config.max_skipped_updates).
+
+The update is the authors' (torch.optim.Adam after torch's clip_grad_norm_), not Keras' Adam; the
+two differ where it matters for few or rare updates (docs: "Training parity"):
+- clipping scales by clip / (norm + 1e-6) when norm > clip;
+- weight decay is an L2 term added to the clipped gradient before the moments (coupled), so a
+  weight with a near-zero gradient is pulled towards zero by up to ~lr per step (Keras' decoupled
+  decay moves it by lr x decay x weight);
+- epsilon is added to sqrt(v_hat), the bias-corrected second moment (Keras adds it to sqrt(v),
+  an effective epsilon of eps / sqrt(1 - beta2^t): 32x larger at step 1).
 """
 
 from typing import NamedTuple
@@ -15,8 +24,37 @@ import tensorflow as tf
 from twm_tf import config as config_lib
 
 
+class TorchFormAdam(keras.optimizers.Adam):
+    """Keras' Adam with torch.optim.Adam's epsilon placement and coupled L2 weight decay.
+
+    Its variables (iterations, momentums, velocities) are Keras Adam's, so checkpoints written
+    with `keras.optimizers.Adam` restore into it.
+    """
+
+    def __init__(self, l2: float, **kwargs):
+        super().__init__(**kwargs)
+        self.l2 = l2
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
+        gradient = tf.cast(gradient, dtype)
+        if self.l2:
+            gradient = gradient + self.l2 * variable
+        step = tf.cast(self.iterations + 1, dtype)
+        correction1 = 1.0 - tf.pow(tf.cast(self.beta_1, dtype), step)
+        correction2 = 1.0 - tf.pow(tf.cast(self.beta_2, dtype), step)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, (gradient - m) * (1.0 - self.beta_1))
+        self.assign_add(v, (tf.square(gradient) - v) * (1.0 - self.beta_2))
+        # m_hat / (sqrt(v_hat) + eps) with the corrections folded into the step size.
+        denominator = tf.sqrt(v) + self.epsilon * tf.sqrt(correction2)
+        self.assign_sub(variable, (lr * tf.sqrt(correction2) / correction1) * m / denominator)
+
+
 class Optimizer:
-    """One network's Adam (SPEC: eps 1e-5, decoupled weight decay) with clipping and the guard."""
+    """One network's Adam (SPEC: eps 1e-5, weight decay 1e-6) with clipping and the guard."""
 
     def __init__(self, name: str, learning_rate: float, clip: float, config: config_lib.Config):
         """Args:
@@ -26,11 +64,11 @@ class Optimizer:
         config: supplies adam_eps and weight_decay.
         """
         self.name = name
-        self.adam = keras.optimizers.Adam(
+        self.clip = clip
+        self.adam = TorchFormAdam(
+            l2=config.weight_decay,
             learning_rate=learning_rate,
             epsilon=config.adam_eps,
-            weight_decay=config.weight_decay,
-            global_clipnorm=clip,
             name=f"{name}_adam",
         )
 
@@ -56,7 +94,10 @@ class Optimizer:
         )
 
         def update():
-            self.adam.apply_gradients(zip(grads, variables))
+            # Dense, as torch's: the L2 term and the moments' decay reach every embedding row.
+            scale = tf.minimum(1.0, self.clip / (norm + 1e-6))
+            clipped = [None if g is None else tf.convert_to_tensor(g) * scale for g in grads]
+            self.adam.apply_gradients(zip(clipped, variables))
             return tf.constant(0.0)
 
         skipped = tf.cond(finite, update, lambda: tf.constant(1.0))

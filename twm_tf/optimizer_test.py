@@ -29,6 +29,26 @@ class OptimizerTest(testing.TestCase):
         self.assertAllClose(self.weights, [0.9, -1.9], atol=1e-4)
         self.assertEqual(int(self.opt.adam.iterations), 1)
 
+    def test_steps_follow_torch_adam_with_clip_and_coupled_l2(self):
+        # torch.optim.Adam(lr, eps, weight_decay) after clip_grad_norm_, written out in NumPy.
+        lr, eps, l2, clip = 0.1, 1e-3, 0.5, 2.0
+        config = config_lib.debug(adam_eps=eps, weight_decay=l2)
+        weights = tf.Variable([1.0, -2.0, 1.0])
+        opt = optimizer.Optimizer("net", lr, clip, config)
+        opt.build([weights])
+        step = tf.function(lambda g: opt.apply(tf.constant(1.0), [g], [weights]))
+        w, m, v = np.array([1.0, -2.0, 1.0]), np.zeros(3), np.zeros(3)
+        for t, grad in enumerate(([3.0, -4.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.0, 0.0]), 1):
+            g = np.array(grad)
+            g = g * min(1.0, clip / (np.linalg.norm(g) + 1e-6)) + l2 * w
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g * g
+            w = w - lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + eps)
+            step(tf.constant(grad))
+            self.assertAllClose(weights, w, rtol=1e-5, atol=1e-7)
+        # Keras' Adam (decoupled decay, epsilon on sqrt(v)) ends at [0.647, -1.513, 0.857].
+        self.assertAllClose(weights, [0.734, -1.727, 0.702], atol=1e-3)
+
     def test_non_finite_loss_or_gradient_is_skipped(self):
         before = [v.numpy().copy() for v in self.opt.variables]
         for loss, grad in ((np.nan, [1.0, 1.0]), (1.0, [np.inf, 0.0]), (1.0, [np.nan, 0.0])):
