@@ -333,16 +333,19 @@ def debug(**overrides) -> Config:
 
 
 def small(**overrides) -> Config:
-    """The paper's algorithm at a size a 2-core CPU trains in about 1.5 hours per game.
+    """The paper's algorithm at a size one CPU core trains in about two hours per game.
 
     Same code path and Atari 100k protocol (100k env steps, 5k random prefill); the deviations
-    from the paper are all about compute (README "Results" lists them with the reasons):
+    from the paper are all about compute (docs/results/small/tuning.md measures each):
     networks ~1/4 the width and half the depth, N = 32 windows, M = 128 imagination starts,
     1 train step per 24 env steps (3,958 instead of 125,000), pretraining on 1e6 samples
-    (instead of 5e7), a critic learning rate of 1e-4, 10x the paper's, because the critic
-    gets ~30x fewer updates, and a replay temperature tau = 0.2 instead of 20: the visit counts
-    grow with the number of sampled windows (~100x fewer here), and v / tau keeps the paper's
-    preference for fresh data (with tau = 20 the sampling is close to uniform at this scale).
+    (instead of 5e7). With ~30x fewer updates the learning rates of the VAE, the dynamics model
+    and the critic are raised (3e-4, 3e-4, 1e-4), and VAE pretraining takes batches of N x l
+    frames as the paper's, so that it gets twice the dynamics model's updates (1,172 against
+    586) as in the paper: with 375 updates of 1,600 frames at 1e-4 the VAE did not yet draw the
+    objects the player controls. The replay temperature is tau = 0.2 instead of 20: the visit
+    counts grow with the number of sampled windows (~100x fewer here), and v / tau keeps the
+    paper's preference for fresh data. Interim evaluations play 20 games.
     """
     settings = dict(
         encoder_channels=(16, 32, 64, 128),
@@ -360,9 +363,13 @@ def small(**overrides) -> Config:
         imag_starts=128,
         env_steps_per_train_step=24.0,
         pretrain_samples=1e6,
+        pretrain_obs_batch=512,
+        obs_lr=3e-4,
+        dyn_lr=3e-4,
         critic_lr=1e-4,
         replay_tau=0.2,
         eval_every=10_000,
+        eval_episodes_interim=20,
     )
     settings.update(overrides)
     return Config(**settings)

@@ -7,6 +7,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf import config as config_lib
+from twm_tf import schedule as schedule_lib
 
 
 def _parse(*argv: str) -> config_lib.Config:
@@ -36,7 +37,7 @@ class ConfigTest(parameterized.TestCase):
         for name in (
             "env_steps prefill_steps noop_max max_episode_steps frame_skip latent_vars "
             "latent_classes seq_len memory_steps horizon alpha1 alpha2 beta1 beta2 "
-            "gamma lam entropy_coef entropy_threshold actor_lr obs_lr dyn_lr eval_episodes"
+            "gamma lam entropy_coef entropy_threshold actor_lr eval_episodes"
         ).split():
             self.assertEqual(getattr(small, name), getattr(paper, name), name)
         self.assertEqual(small.dyn_width // small.dyn_heads, paper.dyn_width // paper.dyn_heads)
@@ -45,6 +46,10 @@ class ConfigTest(parameterized.TestCase):
         # tau scales with the sampled windows, so visits / tau favours fresh data as in the paper.
         windows = 3_958 * small.wm_batch / (125_000 * paper.wm_batch)
         self.assertAlmostEqual(small.replay_tau, paper.replay_tau * windows, places=2)
+        # Pretraining splits its updates 2:1 between the VAE and the dynamics model, as the paper.
+        for config in (small, paper):
+            plan = schedule_lib.schedule(config)
+            self.assertAlmostEqual(plan.pretrain_obs / plan.pretrain_dyn, 2.0, delta=0.01)
 
     def test_frozen(self):
         config = config_lib.preset("debug")
