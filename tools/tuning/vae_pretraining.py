@@ -1,0 +1,113 @@
+"""How well VAE pretraining reconstructs held-out frames, against its updates, for one config.
+
+    python -m tools.tuning.vae_pretraining --preset=small --game=Boxing --out=vae.json
+    python -m tools.tuning.vae_pretraining --preset=small --config.pretrain_obs_batch=1600 \
+        --config.obs_lr=1e-4 --updates=375 --out=vae-old.json
+
+Collects --prefill uniformly random training-env steps (seed 0) to pretrain on and --held_out
+steps of another game (seed 123) to measure on, then runs `Learner.pretrain_vae` (the run's own
+VAE pretraining update) --updates times. Every --measure_every updates it decodes the held-out
+observations' mode latents and reports the newest frame's squared error over all pixels and over
+moving-object pixels: those whose value differs from the held-out frames' per-pixel median by
+more than 25 of 255 (the objects the player sees and controls; the background is most pixels).
+"""
+
+import json
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from twm_tf import config as config_lib
+from twm_tf import learner as learner_lib
+from twm_tf import replay as replay_lib
+from twm_tf import schedule as schedule_lib
+from twm_tf.envs import atari
+from twm_tf.models import distributions
+
+config_lib.define_flags()
+_GAME = flags.DEFINE_string("game", "Boxing", "Atari game.")
+_UPDATES = flags.DEFINE_integer("updates", None, "VAE updates (default: the config's schedule).")
+_MEASURE_EVERY = flags.DEFINE_integer("measure_every", 100, "Updates between measurements.")
+_PREFILL = flags.DEFINE_integer("prefill", 5000, "Random steps to pretrain on.")
+_HELD_OUT = flags.DEFINE_integer("held_out", 600, "Random steps to measure on (every 3rd).")
+_OUT = flags.DEFINE_string("out", None, "JSON file to write.")
+
+MOVING_THRESHOLD = 25  # Of 255: a pixel this far from the median shows an object.
+
+
+def random_steps(config: config_lib.Config, steps: int, seed: int):
+    """Returns (num_actions, ReplayBuffer of `steps` random steps, their observations [T, S, H, W])."""
+    env = atari.from_config(config, training=True, seed=seed)
+    rng = np.random.default_rng(seed)
+    buffer = replay_lib.ReplayBuffer(capacity=steps, tau=float("inf"), seed=seed)
+    obs, first, observations = env.reset(), True, []
+    for _ in range(steps):
+        action = int(rng.integers(env.num_actions))
+        step = env.step(action)
+        buffer.add(
+            obs_or_frame=obs,
+            action=action,
+            reward=step.reward,
+            terminated=step.terminated,
+            truncated=step.truncated,
+            is_first=first,
+        )
+        observations.append(obs)
+        obs, first = step.obs, bool(step.is_first)
+    env.close()
+    return env.num_actions, buffer, np.stack(observations)
+
+
+def reconstruction_errors(learner, observations: np.ndarray, moving: np.ndarray) -> dict:
+    """Squared error of the newest frame's reconstruction: all pixels, and `moving` ones."""
+    vae = learner.world_model.observation
+    frames = vae.decode(distributions.latent_mode(vae.encode(observations))).numpy()[:, -1]
+    error = np.square(frames - observations[:, -1] / 255.0)
+    return {"mse": float(error.mean()), "moving_mse": float(error[moving].mean())}
+
+
+def main(argv):
+    del argv
+    if not _OUT.value:
+        raise app.UsageError("--out must name the JSON file to write")
+    config = config_lib.from_flags(game=_GAME.value)
+    num_actions, buffer, _ = random_steps(config, _PREFILL.value, seed=0)
+    held_out = random_steps(config, _HELD_OUT.value, seed=123)[2][::3]
+    newest = held_out[:, -1].astype(np.float32)
+    moving = np.abs(newest - np.median(newest, axis=0)) > MOVING_THRESHOLD
+    learner = learner_lib.Learner(config, num_actions)
+    updates = _UPDATES.value
+    if updates is None:
+        updates = schedule_lib.schedule(config).pretrain_obs
+    log, start = [], time.monotonic()
+    for update in range(updates + 1):
+        if update % _MEASURE_EVERY.value == 0 or update == updates:
+            errors = reconstruction_errors(learner, held_out, moving)
+            log.append(
+                dict(
+                    updates=update,
+                    frames=update * config.pretrain_obs_batch,
+                    seconds=round(time.monotonic() - start, 1),
+                    **errors,
+                )
+            )
+            print(json.dumps(log[-1]), flush=True)
+        if update < updates:
+            learner.pretrain_vae(buffer)
+    result = dict(
+        game=config.game,
+        pretrain_obs_batch=config.pretrain_obs_batch,
+        obs_lr=config.obs_lr,
+        moving_fraction=float(moving.mean()),
+        threads=tf.config.threading.get_intra_op_parallelism_threads(),
+        log=log,
+    )
+    with open(_OUT.value, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)
