@@ -1,4 +1,4 @@
-"""Every row of the README's bad-input table: one error line naming the input, exit 1, no change.
+"""Every row of the bad-input table (docs/robustness.md): one error line, exit 1, no change.
 
 Each row runs a binary in a fresh process, as a user would, against fixture directories: a run
 directory with a checkpoint (debug config), one with only a config, an empty one, and a run
@@ -22,7 +22,7 @@ from twm_tf.analysis import restore
 from twm_tf.models import actor_critic
 
 # (binary, arguments, regex of the error line); {run}, {config_only}, {empty}, {locked}, {new}
-# are fixture paths. Mirrors the README table "Bad input".
+# are fixture paths. Mirrors the table "Bad input" of docs/robustness.md.
 ROWS = [
     ("train", "--run_dir={new} --game=Pongg", r"config.game must be one of the 26"),
     ("train", "--run_dir={new} --preset=huge", r"--preset=huge: value should be one of"),
@@ -66,7 +66,7 @@ ROWS = [
     ("sweep", "--root={new} --games=Pongg", r"config.game must be one of the 26"),
 ]
 
-# TensorFlow's C++ start-up lines, which Python cannot turn off (README "Training"), and the
+# TensorFlow's C++ start-up lines, which Python cannot turn off (docs/training.md), and the
 # emulator's banner, printed by ale-py when it loads.
 _STARTUP = re.compile(
     r"^(WARNING: All log messages before absl|[IWE]\d{4} |A\.L\.E: Arcade|\[Powered by Stella\])"

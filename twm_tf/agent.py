@@ -2,7 +2,8 @@
 
     prefill      config.prefill_steps uniformly random env steps
     pretrain     on the prefill data: VAE on single frames, dynamics on uniform windows, then
-                 critic on real encoded sequences with an entropy-only actor (SPEC "Schedule")
+                 critic on real encoded sequences with an entropy-only actor (docs/spec.md,
+                 "Schedule")
     main loop    per env step (policy acts on z = mode of the encoder of the last 4 frames), add
                  1 / env_steps_per_train_step train credits; each whole credit is one train step:
                  a world-model update on N x (l + 2) balanced windows, then imagination of M x H

@@ -47,7 +47,7 @@ def _state(agent: agent_lib.Agent) -> dict:
 class AgentTest(testing.TestCase):
     def test_schedule_counts(self):
         paper = schedule_lib.schedule(config_lib.atari100k())
-        # SPEC: 5e7 samples as 60/30/10 % over batch 1,600, 100 x 16 and 400 x 15.
+        # docs/spec.md, "Schedule": 5e7 samples as 60/30/10 % over batch 1,600, 100 x 16, 400 x 15.
         self.assertEqual(paper, schedule_lib.Schedule(18_750, 9_375, 833, 125_000))
         config = _config(env_steps_per_train_step=2.5)
         self.assertEqual(schedule_lib.schedule(config).main_train_steps, 48)  # 120 / 2.5

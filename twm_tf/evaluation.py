@@ -1,8 +1,8 @@
 """Evaluation protocol of the paper and human-normalized scores.
 
 Evaluation games use the env's evaluation mode (no no-ops, an episode is a whole game); actions are
-sampled from the policy on the mode of z (SPEC "Environment"), EVAL_BATCH games at a time with one
-batched policy call per step. Scores are raw game scores.
+sampled from the policy on the mode of z (docs/spec.md, "Environment"), EVAL_BATCH games at a time
+with one batched policy call per step. Scores are raw game scores.
 """
 
 import json

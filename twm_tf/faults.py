@@ -1,4 +1,4 @@
-"""Named crash points, so tests can SIGKILL a run at an exact place (tools/kill_anywhere.py).
+"""Named crash points, so tests can SIGKILL a run at an exact place (launch/kill_anywhere.py).
 
     TWM_TF_KILL_AT=replay_write:3 python -m launch.train ...
 

@@ -2,7 +2,7 @@
 
     learner = Learner(config, num_actions)
     metrics = learner.train(replay)            # world-model update, imagination, actor-critic
-    metrics = learner.pretrain_vae(replay)     # the three pretraining updates (SPEC "Schedule")
+    metrics = learner.pretrain_vae(replay)     # the three pretraining updates (docs/spec.md)
     action = learner.act(obs)                  # the policy in the real env
 
 Each step samples its batch from the replay buffer (NumPy) and runs one tf.function with a

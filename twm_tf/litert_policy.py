@@ -3,7 +3,7 @@
 `export.export_policy` writes `policy.tflite` into the SavedModel directory: the same encoder and
 actor, uint8 frames [B, stack, 64, 64] -> action logits [B, A] float32. LiteRT runs it with its
 XNNPACK kernels, which at batch 1 take half (2 threads) to three quarters (1 thread) of the
-XLA-compiled SavedModel's time on CPU (README, Benchmarks). Sampling happens here, in NumPy:
+XLA-compiled SavedModel's time on CPU (docs/benchmarks.md). Sampling happens here, in NumPy:
 
     policy = LiteRtPolicy(path, num_threads=2)
     actions, probs = policy.act(frames)                 # sampled; greedy=True for argmax

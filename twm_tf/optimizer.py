@@ -7,7 +7,7 @@ is skipped entirely (weights, Adam moments and the step count stay as they were)
 whose updates keep being skipped (config.max_skipped_updates).
 
 The update is the authors' (torch.optim.Adam after torch's clip_grad_norm_), not Keras' Adam; the
-two differ where it matters for few or rare updates (docs: "Training parity"):
+two differ where it matters for few or rare updates (docs/parity.md):
 - clipping scales by clip / (norm + 1e-6) when norm > clip;
 - weight decay is an L2 term added to the clipped gradient before the moments (coupled), so a
   weight with a near-zero gradient is pulled towards zero by up to ~lr per step (Keras' decoupled
@@ -54,7 +54,7 @@ class TorchFormAdam(keras.optimizers.Adam):
 
 
 class Optimizer:
-    """One network's Adam (SPEC: eps 1e-5, weight decay 1e-6) with clipping and the guard."""
+    """One network's Adam (docs/spec.md, "Optimizers") with clipping and the guard."""
 
     def __init__(self, name: str, learning_rate: float, clip: float, config: config_lib.Config):
         """Args:

@@ -64,7 +64,7 @@ class ReplayBuffer:
     (attention is cut after a done, the latent loss skips the first observation after a done, the
     discount target is 0 after a terminal), which keeps every start available and sampling O(n).
 
-    Balanced sampling (seed Eq. 11). v_i counts how often index i was drawn as a start; a batch
+    Balanced sampling (paper Eq. 11). v_i counts how often index i was drawn as a start; a batch
     draws its N starts without replacement from p_i = softmax(-v_i / tau) (Gumbel-top-k,
     `sampling.py`) and increments their counts, so fresh data is sampled more often than data
     the model has already trained on; tau = inf is uniform. sample(100, 16) at 100k steps takes

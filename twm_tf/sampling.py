@@ -4,7 +4,7 @@ import numpy as np
 
 
 def start_probabilities(visits: np.ndarray, *, tau: float) -> np.ndarray:
-    """Balanced sampling distribution p_i = softmax(-v_i / tau) (seed Eq. 11).
+    """Balanced sampling distribution p_i = softmax(-v_i / tau) (paper Eq. 11).
 
     Args:
         visits: [n] how often each start was drawn.

@@ -15,8 +15,9 @@ o_{l+1} are encoded without gradient (the dynamics model reads z_0 and predicts 
 decoded, which also saves 2 of l + 2 decoder passes.
 
 Both losses come from one forward pass: the stop-gradients make them independent, so applying the
-dynamics optimizer first and the observation optimizer second (SPEC's order) equals two separate
-steps in which the observation step sees the dynamics prediction made before the dynamics update.
+dynamics optimizer first and the observation optimizer second (the paper's order, docs/spec.md)
+equals two separate steps in which the observation step sees the dynamics prediction made before
+the dynamics update.
 """
 
 from typing import NamedTuple
@@ -179,7 +180,7 @@ class WorldModel(tf.Module):
             obs_loss, dyn_loss, metrics, latents = self.losses(batch, seed)
         dyn_grads = tape.gradient(dyn_loss, self.dynamics.trainable_variables)
         # The VAE's backward pass starts once the dynamics model's has freed the Transformer-XL's
-        # activations: overlapping them set the update's memory peak (see README, Benchmarks).
+        # activations: overlapping them set the update's memory peak (docs/benchmarks.md, "Memory").
         with tf.control_dependencies([g for g in dyn_grads if g is not None]):
             obs_grads = tape.gradient(obs_loss, self.observation.trainable_variables)
         del tape

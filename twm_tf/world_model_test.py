@@ -81,8 +81,9 @@ class WorldModelTest(testing.TestCase):
         self.assertNotEqual(obs_loss[0], obs_loss[2])
 
     def test_latent_term_trains_the_next_latent_head(self):
-        # SPEC's FIX: with the reward and discount terms off, the dynamics loss is the latent
-        # cross-entropy alone and its gradient must reach the next-latent head.
+        # The Fix of docs/spec.md, "Dynamics loss": with the reward and discount terms off, the
+        # dynamics loss is the latent cross-entropy alone and its gradient must reach the
+        # next-latent head.
         config = self.config.replace(beta1=0.0, beta2=0.0)
         model = world_model_lib.WorldModel(config, num_actions=4)
         model.build()

@@ -8,7 +8,7 @@ observation stacks the 4 most recent such frames, oldest first:
 
 Episodes reset themselves: a step that ends an episode returns the first observation of the next
 one (`is_first`), whose stack repeats its frame 4 times; the final observation is dropped because
-the world model never predicts across an episode end. Rules (SPEC.md "Environment"):
+the world model never predicts across an episode end. Rules (docs/spec.md, "Environment"):
 
 - Real resets start a new game; in training mode they take 1..noop_max uniform random no-op
   emulator frames (single frames, not agent steps, as gymnasium's AtariPreprocessing).

@@ -2,9 +2,9 @@
 
 tf.nn.silu's gradient recomputes the sigmoid and combines it in five more kernels, each a full
 pass over the activation. On the VAE's convolution activations (hundreds of MB per world-model
-update) fusing them made the update 7-10 % faster on 2 CPU cores (A/B, 2026-11-28): the
-gradient reads x and dy once. The forward pass stays tf.nn.silu (oneDNN fuses it on CPU). Works
-on any device.
+update) that traffic is a visible part of the update; fused, the gradient reads x and dy once
+(measured gain in docs/benchmarks.md). The forward pass stays tf.nn.silu (oneDNN fuses it on
+CPU). Works on any device.
 """
 
 import tensorflow as tf

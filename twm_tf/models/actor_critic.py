@@ -28,7 +28,7 @@ class _LatentMlp(keras.Model):
         super().__init__(dtype="float32", **kwargs)
         self._latent_shape = (config.latent_vars, config.latent_classes)
         # Orthogonal init with gain sqrt 2 keeps the activation scale through SiLU layers; the
-        # output layer uses gain 1 (SPEC, as in the released code). A Sequential rather than a list
+        # output layer uses gain 1 (docs/spec.md, as the released code). A Sequential, not a list
         # of layers: tf.train.Checkpoint does not track Keras 3 layers held in a Python list.
         hidden = [
             keras.layers.Dense(
@@ -209,7 +209,7 @@ def actor_loss(
     weights: tf.Tensor,
     config: config_lib.Config,
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """REINFORCE with GAE advantages plus the thresholded entropy regularizer (seed Eq. 10).
+    """REINFORCE with GAE advantages plus the thresholded entropy regularizer (paper Eq. 10).
 
     loss = -mean(w_t log pi(a_t|z_t) sg(A_t))
            + entropy_coef * max(0, entropy_threshold - mean(w_t H(pi(.|z_t))) / ln A)

@@ -1,11 +1,11 @@
 """Equivalent, faster forms of three VAE convolutions whose shapes oneDNN runs slowly.
 
-Measured forward and backward at the paper's shapes (N = 1,600 frame stacks, float32, Intel Xeon
-with AVX-512, 2026-11-29), the Keras layer against the form here:
+At the paper's shapes (N = 1,600 frame stacks) each form below runs forward and backward faster
+than the Keras layer it replaces (timings per layer in docs/benchmarks.md):
 
-  encoder conv_3   [N, 6, 6, 192] -> [N, 2, 2, 384], kernel 4, stride 2    515 -> 290 ms
-  decoder deconv_0 [N, 1, 1, 768] -> [N, 5, 5, 192], kernel 5, stride 2   1,260 -> 135 ms
-  decoder output   [N, 30, 30, 48] -> [N, 64, 64, 4], kernel 6, stride 2    510 -> 335 ms
+  encoder conv_3   [N, 6, 6, 192] -> [N, 2, 2, 384], kernel 4, stride 2    PatchConv2D
+  decoder deconv_0 [N, 1, 1, 768] -> [N, 5, 5, 192], kernel 5, stride 2    PointTransposedConv2D
+  decoder output   [N, 30, 30, 48] -> [N, 64, 64, 4], kernel 6, stride 2   SubPixelTransposedConv2D
 
 The layers keep the Keras parents' variables ([kh, kw, in, out] and [kh, kw, out, in] kernels,
 same names), so checkpoints and initializers are unchanged; they differ only in call().
@@ -45,8 +45,8 @@ class PatchConv2D(keras.layers.Conv2D):
         cols = range(0, width - kw + 1, self.strides[1])
         # Pixel indices of every patch in [out_h, out_w, kh, kw] order: one gather, whose
         # gradient is one segment sum. Stacked slices instead cost a padded copy of the input
-        # per patch in the backward pass (encoder conv_3 forward + backward 320 -> 220 ms), and
-        # tf.image.extract_patches is a one-hot convolution under XLA, slow at batch 1.
+        # per patch in the backward pass, and tf.image.extract_patches is a one-hot convolution
+        # under XLA, slow at batch 1.
         taps = [(i, j) for i in range(kh) for j in range(kw)]
         pixels = [(r + i) * width + c + j for r in rows for c in cols for i, j in taps]
         patches = tf.gather(tf.reshape(inputs, [-1, height * width, channels_in]), pixels, axis=1)

@@ -1,6 +1,6 @@
 """Keras initializers that reproduce the PyTorch initialization of the released TWM code.
 
-Layer by layer (SPEC, "Initialization"), with fan_in the number of inputs of a unit:
+Layer by layer (docs/spec.md, "Initialization"), with fan_in the number of inputs of a unit:
 
   encoder convs and MLPs, decoder dense layer,   kaiming_uniform(SILU_GAIN), zero bias;
   z/r embeddings, prediction-head MLPs           final linear layers kaiming_uniform(LINEAR_GAIN)

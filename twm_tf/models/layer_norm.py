@@ -4,11 +4,11 @@ keras.layers.LayerNormalization computes its moments and affine map in about eig
 kernels, each a full pass over the activation. Written as a training-mode FusedBatchNormV3 on a
 [1, rows, D, 1] NCHW view followed by the affine map (Keras 2's fused LayerNorm graph), grappler
 replaces the whole forward pass by one _MklLayerNorm kernel wherever oneDNN is on and no gradient
-needs the intermediate tensors: 0.16 against 0.65 ms per [400, 3, 256] LayerNorm on 2 cores of a
-Xeon, and imagination's rollout 2.18 -> 1.95 s (2026-11-29). Under a gradient that form runs a
-fused batch norm and its gradient kernel, which made the world-model update slower (5.70 ->
-6.01 s), so training calls keep Keras's element-wise form. Both give the same numbers, to float
-round-off, as keras.layers.LayerNormalization, whose variables this layer also has.
+needs the intermediate tensors, as in imagination's rollout. Under a gradient that form runs a
+fused batch norm and its gradient kernel, which made the world-model update slower, so training
+calls keep Keras's element-wise form (timings of both in docs/benchmarks.md). Both give the same
+numbers, to float round-off, as keras.layers.LayerNormalization, whose variables this layer also
+has.
 """
 
 import keras

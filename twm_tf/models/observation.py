@@ -278,7 +278,7 @@ def observation_loss(
     config: config_lib.Config,
     prior_mask: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """The VAE loss of TWM (seed Eq. 7), averaged over all leading dims.
+    """The VAE loss of TWM (paper Eq. 7), averaged over all leading dims.
 
         L_obs = 0.5 * sum_pixels (o_hat - o)^2
               + alpha1 * max(0, Gamma_z - H(q(z|o)) / (V ln C))
@@ -286,7 +286,7 @@ def observation_loss(
 
     H(q) is summed over the V variables and averaged before it is normalized and thresholded.
 
-    Consistency term: a deliberate choice. The paper's Eq. 7 (and SPEC) write H(q, sg p) =
+    Consistency term: a deliberate choice. The paper's Eq. 7 (and docs/spec.md) write H(q, sg p) =
     -sum_c q_c log sg(p_c); twm-tf keeps the released code's -sum_c sg(p_c) log q_c, i.e. the
     stop-gradient prediction p(z_hat|h) is the target and the encoder's q(z|o) the model. Per
     categorical its gradient w.r.t. the encoder logits is q - sg(p) (times alpha2), that of a

@@ -117,7 +117,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
             qkv = tf.reshape(self.qkv(x), tf.concat([[batch, length], shape], 0))
             return tf.transpose(qkv, [2, 0, 1, 3])
         # Per-head kernels in one broadcast batched matmul write the head-major layout directly,
-        # without transposes: imagination's attention layers 1.06-1.14 -> 0.99-1.03 s.
+        # without transposes (docs/benchmarks.md has the timings).
         kernel = tf.reshape(tf.cast(self.qkv.kernel, x.dtype), [self.width, *shape])
         kernel = tf.transpose(kernel, [1, 0, 2])  # [3 heads, D, head_dim]
         qkv = tf.matmul(tf.reshape(x, [1, -1, self.width]), kernel)  # [3 heads, B T, head_dim]
