@@ -6,11 +6,12 @@ is imported, so they must be set here rather than in twm_tf:
 
 - TF_ENABLE_ONEDNN_OPTS=1: TensorFlow enables its oneDNN CPU kernels by default only on CPUs with
   AVX-512 VNNI/bf16/AMX, yet on an AVX2-only CPU they made the world-model update 2.2x faster
-  (README "Benchmarks").
+  (docs/benchmarks.md).
 - TF_CPP_MIN_LOG_LEVEL=1: TensorFlow's C++ INFO lines (CPU features, oneDNN notices) stay out of
   the console unless the command line asks for them with absl's --verbosity (-v).
 """
 
+import contextlib
 import os
 import sys
 
@@ -40,12 +41,38 @@ def fail(error: object) -> None:
     raise SystemExit(f"{name}: {error}")
 
 
-def load_run_or_fail(run_dir: str):
-    """The run's world model and policy (twm_tf.analysis.restore.load_run), or a one-line exit."""
+@contextlib.contextmanager
+def one_line_errors(*extra: type[BaseException]):
+    """Ends the binary with `fail`'s one line for every error that names a bad input.
+
+    Those are twm_tf's errors about files and run directories (files.FileError for a file that
+    is missing, malformed or in the way of an output, the checkpoint and run-directory errors),
+    FileNotFoundError (no config.json, no checkpoint) and `extra`; anything else is a bug and
+    keeps its traceback.
+    """
     from twm_tf import checkpoint
-    from twm_tf.analysis import restore
+    from twm_tf import files
+    from twm_tf import run_dir
+    from twm_tf import run_lock
 
     try:
-        return restore.load_run(run_dir)
-    except (FileNotFoundError, checkpoint.CheckpointMismatch) as error:
+        yield
+    except (
+        files.FileError,
+        FileNotFoundError,
+        checkpoint.CheckpointMismatch,
+        checkpoint.NoUsableCheckpoint,
+        checkpoint.SaveFailed,
+        run_dir.RunDirError,
+        run_lock.RunDirLocked,
+        *extra,
+    ) as error:
         fail(error)
+
+
+def load_run_or_fail(run_dir: str):
+    """The run's world model and policy (twm_tf.analysis.restore.load_run), or a one-line exit."""
+    from twm_tf.analysis import restore
+
+    with one_line_errors():
+        return restore.load_run(run_dir)

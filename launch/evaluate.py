@@ -13,24 +13,23 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import checkpoint
 from twm_tf import evaluation
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
 _EPISODES = flags.DEFINE_integer(
     "episodes", None, "Games (default: the run's eval_episodes).", lower_bound=1
 )
-_SEED = flags.DEFINE_integer("seed", None, "Evaluation seed (default: as the run's final one).")
+_SEED = flags.DEFINE_integer(
+    "seed", None, "Evaluation seed (default: as the run's final one).", lower_bound=0
+)
 flags.mark_flag_as_required("run_dir")
 
 
 def main(argv):
     del argv
     launch.quiet_library_logs()
-    try:
+    with launch.one_line_errors(OSError):  # OSError: eval.json on a full disk.
         summary = evaluation.evaluate_run(_RUN_DIR.value, _EPISODES.value, _SEED.value)
-    except (FileNotFoundError, checkpoint.CheckpointMismatch) as error:
-        launch.fail(error)
     print(
         json.dumps(
             {k: v for k, v in summary.items() if k not in ("scores", "lengths", "random_scores")}

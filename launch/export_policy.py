@@ -12,11 +12,15 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import checkpoint
 from twm_tf import export
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
-_OUTPUT = flags.DEFINE_string("output", None, "Export directory (default: <run_dir>/policy).")
+_OUTPUT = flags.DEFINE_string(
+    "output",
+    None,
+    "Export directory (default: <run_dir>/policy): missing, empty or an earlier export, which "
+    "is replaced.",
+)
 _JIT_COMPILE = flags.DEFINE_bool(
     "jit_compile", True, "XLA-compile the policy step (faster on CPU at batch 1)."
 )
@@ -26,10 +30,8 @@ flags.mark_flag_as_required("run_dir")
 def main(argv):
     del argv
     launch.quiet_library_logs()
-    try:
+    with launch.one_line_errors():
         path = export.export_from_run(_RUN_DIR.value, _OUTPUT.value, _JIT_COMPILE.value)
-    except (FileNotFoundError, checkpoint.CheckpointMismatch) as error:
-        launch.fail(error)
     print(f"policy exported to {path}")
 
 

@@ -13,6 +13,7 @@ of the latest frames, FIRE at reset and after a life loss, an episode = a game.
 
 import json
 import os
+import tempfile
 import time
 
 import ale_py
@@ -30,9 +31,14 @@ _RUNTIME = flags.DEFINE_enum(
 _EPISODES = flags.DEFINE_integer("episodes", 1, "Games to play.", lower_bound=1)
 _GREEDY = flags.DEFINE_bool("greedy", False, "Take the most likely action instead of sampling.")
 _VIDEO = flags.DEFINE_string("video", None, "Write the first game to this .mp4 or .gif file.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seeds the sampling and game i's emulator (seed + i).")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seeds the sampling and game i's emulator (seed + i).", lower_bound=0
+)
 _MAX_STEPS = flags.DEFINE_integer(
-    "max_steps", None, "Agent steps per game before it is cut (default: the training time limit)."
+    "max_steps",
+    None,
+    "Agent steps per game before it is cut (default: the training time limit).",
+    lower_bound=1,
 )
 _THREADS = flags.DEFINE_integer(
     "threads",
@@ -62,6 +68,7 @@ class Game:
         self.ale = self._env.unwrapped.ale
         self._actions = self.ale.getMinimalActionSet()
         meanings = self._env.unwrapped.get_action_meanings()
+        self.action_meanings = list(meanings)
         self._has_fire = len(meanings) >= 3 and meanings[1] == "FIRE"
         self._skip, self._size = frame_skip, frame_size
         self._screens = np.zeros((2, *self.ale.getScreenDims()), np.uint8)
@@ -124,6 +131,9 @@ class SavedModelRuntime:
         policy = tf.saved_model.load(policy_dir)
         policy.set_seed(tf.constant(seed, tf.int64))
         self._step = policy.signatures["greedy" if greedy else "serving_default"]
+        spec = self._step.structured_input_signature[1]["frames"]
+        self.frames_spec = (spec.dtype.as_numpy_dtype, tuple(spec.shape[1:]))
+        self.num_actions = self._step.structured_outputs["probs"].shape[-1]
 
     def __call__(self, frames: np.ndarray) -> int:
         return int(self._step(frames=frames)["action"][0])
@@ -140,8 +150,13 @@ class LiteRtRuntime:
         )
         # The model's batch is dynamic; LiteRT plans it as 1 unless resized, as play needs.
         self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        frames, logits = (
+            self._interpreter.get_input_details()[0],
+            self._interpreter.get_output_details()[0],
+        )
+        self._input, self._output = frames["index"], logits["index"]
+        self.frames_spec = (frames["dtype"], tuple(int(n) for n in frames["shape_signature"][1:]))
+        self.num_actions = int(logits["shape"][-1])
         self._greedy = greedy
         self._rng = np.random.default_rng(seed)
 
@@ -155,29 +170,129 @@ class LiteRtRuntime:
         return int(self._rng.choice(len(probs), p=probs / probs.sum()))
 
 
-def main(argv):
-    del argv
-    if not os.path.exists(os.path.join(_POLICY.value, "saved_model.pb")):
-        raise SystemExit(
-            f"play: --policy={_POLICY.value} is not an exported policy (no saved_model.pb); "
+def _fail(message: str) -> None:
+    raise SystemExit(f"play: {message}")
+
+
+# What play reads from assets/metadata.json (twm_tf/export.py `metadata`), by type.
+_METADATA_FIELDS = {
+    "game": str,
+    "action_meanings": list,
+    "frame_stack": int,
+    "frame_size": int,
+    "frame_skip": int,
+    "max_episode_steps": int,
+}
+
+
+def load_policy(policy_dir: str, runtime: str, greedy: bool, seed: int, threads: int):
+    """The export's metadata and runtime, or one line: not an export, or a damaged one."""
+    if not os.path.exists(os.path.join(policy_dir, "saved_model.pb")):
+        _fail(
+            f"--policy={policy_dir} is not an exported policy (no saved_model.pb); "
             "export one with launch/export_policy.py"
         )
-    if _RUNTIME.value == "litert" and not os.path.exists(
-        os.path.join(_POLICY.value, "policy.tflite")
-    ):
-        raise SystemExit(
-            f"play: --policy={_POLICY.value} has no policy.tflite for --runtime=litert (an "
-            "export from before LiteRT support); export it again or use --runtime=saved_model"
+    if runtime == "litert" and not os.path.exists(os.path.join(policy_dir, "policy.tflite")):
+        _fail(
+            f"--policy={policy_dir} has no policy.tflite for --runtime=litert (an export "
+            "from before LiteRT support); export it again or use --runtime=saved_model"
         )
-    with open(os.path.join(_POLICY.value, "assets", "metadata.json")) as f:
-        info = json.load(f)
-    runtime = SavedModelRuntime if _RUNTIME.value == "saved_model" else LiteRtRuntime
-    policy = runtime(_POLICY.value, _GREEDY.value, _SEED.value, _THREADS.value)
+    damaged = f"--policy={policy_dir} is a damaged or partial export"
+    again = "export it again with launch/export_policy.py"
+    path = os.path.join(policy_dir, "assets", "metadata.json")
+    try:
+        with open(path, "rb") as f:
+            info = json.loads(f.read())
+    except (OSError, ValueError) as error:  # Missing, unreadable, not JSON.
+        _fail(f"{damaged} ({path}: {error}); {again}")
+    for name, kind in _METADATA_FIELDS.items():
+        value = info.get(name) if isinstance(info, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool) or not value:
+            _fail(f"{damaged} ({path} has no valid {name}); {again}")
+        if kind is int and value < 1:
+            _fail(f"{damaged} ({path}: {name} must be positive, got {value}); {again}")
+    try:
+        runner = (SavedModelRuntime if runtime == "saved_model" else LiteRtRuntime)(
+            policy_dir, greedy, seed, threads
+        )
+    except Exception as error:  # noqa: BLE001 (a damaged model fails in the runtime's own ways)
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        _fail(f"{damaged} ({type(error).__name__}: {first}); {again}")
+    frame_shape = (info["frame_stack"], info["frame_size"], info["frame_size"])
+    if runner.frames_spec != (np.uint8, frame_shape):
+        _fail(f"{damaged} (model input {runner.frames_spec}, metadata {frame_shape}); {again}")
+    if runner.num_actions != len(info["action_meanings"]):
+        _fail(f"{damaged} ({runner.num_actions} actions, metadata {info['action_meanings']})")
+    return info, runner
+
+
+def _check_video(path: str) -> None:
+    """Refuses a --video path play could not write, or one it would overwrite, before playing."""
+    if not path.endswith((".mp4", ".gif")):
+        _fail(f"--video={path}: expected a file name ending in .mp4 or .gif")
+    if os.path.lexists(path):
+        _fail(f"--video={path} exists; play overwrites nothing: remove it or pick another name")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".play-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        _fail(f"--video={path}: cannot write in {directory} ({error.strerror or error})")
+
+
+def _write_video(path: str, video: list[np.ndarray], fps: float) -> None:
+    """Writes the video through a temporary file, so a full disk leaves no partial file.
+
+    Neither writer raises on a full disk (Pillow's GIF writer fails in a destructor, ffmpeg only
+    logs it), so the GIF is encoded in memory and written here, and the MP4 is read back.
+    """
+    stem, extension = os.path.splitext(os.path.basename(path))
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=extension, prefix=f".{stem}.", dir=directory)
+    os.close(fd)
+    try:
+        if extension == ".gif":
+            data = imageio.mimwrite("<bytes>", video, format="GIF", duration=1000 / fps, loop=0)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            imageio.mimwrite(tmp, video, fps=fps, macro_block_size=2)
+            with imageio.get_reader(tmp) as reader:
+                frames = reader.count_frames()
+            if frames != len(video):
+                raise OSError(f"{frames} of {len(video)} frames read back")
+        os.replace(tmp, path)
+    except Exception as error:  # noqa: BLE001 (OSError, or the encoder's own on a full disk)
+        os.remove(tmp)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        _fail(f"writing --video={path} failed ({first}); nothing was written")
+
+
+def main(argv):
+    del argv
+    if _POLICY.value is None:
+        _fail("--policy is required: a directory from launch/export_policy.py")
+    if _VIDEO.value:
+        _check_video(_VIDEO.value)
+    info, policy = load_policy(
+        _POLICY.value, _RUNTIME.value, _GREEDY.value, _SEED.value, _THREADS.value
+    )
     frame_shape = (info["frame_stack"], info["frame_size"], info["frame_size"])
     max_steps = _MAX_STEPS.value or info["max_episode_steps"]
     returns, latencies = [], []
     for episode in range(_EPISODES.value):
-        game = Game(info["game"], _SEED.value + episode, info["frame_skip"], *frame_shape[:2])
+        try:
+            game = Game(info["game"], _SEED.value + episode, info["frame_skip"], *frame_shape[:2])
+        except gym.error.Error as error:
+            _fail(f"--policy={_POLICY.value}: its game {info['game']!r} cannot be made ({error})")
+        if game.action_meanings != info["action_meanings"]:
+            _fail(
+                f"--policy={_POLICY.value} acts with {info['action_meanings']}, but "
+                f"{info['game']}'s actions are {game.action_meanings}: a damaged export"
+            )
         video = [] if _VIDEO.value and episode == 0 else None
         obs, total, steps, over = game.reset(), 0.0, 0, False
         while not over and steps < max_steps:
@@ -192,11 +307,7 @@ def main(argv):
         returns.append(total)
         print(f"episode {episode + 1}: return {total:g} in {steps} steps")
         if video is not None:
-            fps = 60 / info["frame_skip"]
-            if _VIDEO.value.endswith(".gif"):
-                imageio.mimwrite(_VIDEO.value, video, duration=1000 / fps, loop=0)
-            else:
-                imageio.mimwrite(_VIDEO.value, video, fps=fps, macro_block_size=2)
+            _write_video(_VIDEO.value, video, fps=60 / info["frame_skip"])
             print(f"video of episode 1: {_VIDEO.value}")
     latency = 1e3 * np.array(latencies[1:] or latencies)  # The first call compiles.
     print(f"{info['game']}: mean return {np.mean(returns):g} over {len(returns)} episodes")
@@ -207,5 +318,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("policy")
     app.run(main)

@@ -9,6 +9,7 @@ from absl import app
 from absl import flags
 
 import launch
+from twm_tf import files
 from twm_tf import report
 from twm_tf import report_output
 
@@ -22,11 +23,17 @@ _COMPARE = flags.DEFINE_string(
 _VARIANT_RUNS = flags.DEFINE_string(
     "variant_runs", None, "Glob of an ablation's run directories, compared with --runs."
 )
-_OUT = flags.DEFINE_string("out", None, "Directory for report.md, report.json and the PNGs.")
-_RESAMPLES = flags.DEFINE_integer("resamples", 10_000, "Bootstrap resamples per interval.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random state of the bootstrap.")
+_OUT = flags.DEFINE_string(
+    "out",
+    None,
+    "Directory for report.md, report.json and the PNGs: new, or an earlier report (replaced).",
+)
+_RESAMPLES = flags.DEFINE_integer(
+    "resamples", 10_000, "Bootstrap resamples per interval.", lower_bound=1
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Random state of the bootstrap.", lower_bound=0)
 _EXPECTED_RUNS = flags.DEFINE_integer(
-    "expected_runs", report.EXPECTED_RUNS, "Runs per game of a full grid."
+    "expected_runs", report.EXPECTED_RUNS, "Runs per game of a full grid.", lower_bound=1
 )
 flags.mark_flag_as_required("out")
 flags.mark_flags_as_mutual_exclusive(["runs", "published"], required=True)
@@ -36,6 +43,7 @@ def main(argv):
     del argv
     launch.quiet_library_logs()
     try:
+        out = files.OutputDir(_OUT.value, "--out", report_output.FILES, ("report.json", "games"))
         runs = report.load_runs(_RUNS.value, "runs") if _RUNS.value else None
         variant = (
             report.load_runs(_VARIANT_RUNS.value, "variant_runs") if _VARIANT_RUNS.value else None
@@ -50,10 +58,12 @@ def main(argv):
             seed=_SEED.value,
             expected_runs=_EXPECTED_RUNS.value,
         )
-    except ValueError as error:  # One line naming the flag, not absl's usage text.
+        with out.staged() as staging:
+            paths = report_output.write(data, staging)
+    except ValueError as error:  # One line naming the flag or file, not absl's usage text.
         launch.fail(error)
-    for path in report_output.write(data, _OUT.value):
-        print(path)
+    for path in paths:
+        print(out.final(path))
 
 
 if __name__ == "__main__":

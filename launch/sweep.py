@@ -11,6 +11,7 @@ the same command again skips finished runs and resumes interrupted ones. At the 
 <root>/report/<variant>-vs-<first variant>/ the comparison of each later variant with the first.
 """
 
+import math
 import os
 
 from absl import app
@@ -18,6 +19,7 @@ from absl import flags
 
 import launch
 from twm_tf import config as config_lib
+from twm_tf import files
 from twm_tf import games as games_lib
 from twm_tf import report
 from twm_tf import report_output
@@ -52,11 +54,22 @@ def _check_args() -> tuple[list[int], dict[str, dict]]:
         raise ValueError(f"--seeds must be comma-separated ints, got {_SEEDS.value}") from None
     if not _GAMES.value or not seeds:
         raise ValueError("--games and --seeds must each name at least one")
-    for name, flag in (("cpus_per_run", _CPUS_PER_RUN), ("gpus_per_run", _GPUS_PER_RUN)):
-        if not flag.value >= 0:
-            raise ValueError(f"--{name} must be >= 0, got {flag.value}")
+    # Checked here, before Ray starts: Ray's own errors for these are tracebacks.
+    if not 0 < _CPUS_PER_RUN.value < math.inf:
+        raise ValueError(
+            f"--cpus_per_run must be > 0 (a trial trains on CPU), got {_CPUS_PER_RUN.value}"
+        )
+    if not 0 <= _GPUS_PER_RUN.value < math.inf:
+        raise ValueError(f"--gpus_per_run must be >= 0, got {_GPUS_PER_RUN.value}")
+    if _NUM_CPUS.value is not None and _NUM_CPUS.value < _CPUS_PER_RUN.value:
+        raise ValueError(
+            f"--num_cpus={_NUM_CPUS.value} holds no trial of --cpus_per_run={_CPUS_PER_RUN.value}"
+        )
     if _MAX_FAILURES.value < 0:
         raise ValueError(f"--max_failures must be >= 0, got {_MAX_FAILURES.value}")
+    if os.path.lexists(_ROOT.value) and not os.path.isdir(_ROOT.value):
+        raise ValueError(f"--root={_ROOT.value} is a file, not a directory")
+    files.check_writable(_ROOT.value, "--root")
     variants = dict(sweep.parse_variant(text) for text in _VARIANTS.value)
     if len(variants) != len(_VARIANTS.value):
         raise ValueError(f"--variant names must be distinct, got {_VARIANTS.value}")
@@ -69,7 +82,10 @@ def _report(root: str, variants: list[str], seeds: int) -> None:
     for variant in variants:
         try:
             loaded[variant] = report.load_runs(os.path.join(root, variant, "*"))
-        except ValueError:
+        except files.FileError as error:  # A run's file is damaged: say which.
+            print(f"no report {variant}: {error}")
+            continue
+        except ValueError:  # No run directory yet.
             continue
     first = variants[0]
     jobs = [(variant, dict(runs=runs)) for variant, runs in loaded.items()]

@@ -11,13 +11,14 @@ from absl import flags
 
 import launch
 from twm_tf import agent as agent_lib
-from twm_tf import checkpoint
 from twm_tf import config as config_lib
-from twm_tf import run_lock
+from twm_tf import run_dir as run_dir_lib
 
 _GAME = flags.DEFINE_string("game", None, "Atari 100k game, e.g. Pong (default: the preset's).")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Checkpoints, TensorBoard logs, eval.json.")
-_SEED = flags.DEFINE_integer("seed", None, "Seed of every generator (default: the preset's).")
+_SEED = flags.DEFINE_integer(
+    "seed", None, "Seed of every generator (default: the preset's).", lower_bound=0
+)
 _EVAL_EPISODES = flags.DEFINE_integer(
     "eval_episodes", None, "Games of the final evaluation (default: the preset's, paper 100)."
 )
@@ -37,17 +38,16 @@ def main(argv):
         config = config_lib.from_flags(**overrides)
     except ValueError as error:
         launch.fail(error)
+    if config.seed < 0:  # The seed derivation (twm_tf.seeding) takes non-negative seeds.
+        launch.fail(f"config.seed must be >= 0, got {config.seed}")
+    with launch.one_line_errors():
+        # Before the agent is built: a file, an unwritable path or a damaged config.json in the
+        # way is refused at once, and nothing in the directory is rewritten.
+        run_dir_lib.check_config(_RUN_DIR.value, config)
     agent = agent_lib.Agent(config, _RUN_DIR.value)
     try:
-        summary = agent.train()
-    except (
-        agent_lib.RunDirError,
-        run_lock.RunDirLocked,
-        checkpoint.CheckpointMismatch,
-        checkpoint.NoUsableCheckpoint,
-        checkpoint.SaveFailed,
-    ) as error:
-        launch.fail(error)
+        with launch.one_line_errors(OSError):  # OSError: e.g. config.json on a full disk.
+            summary = agent.train()
     except agent_lib.TrainingDiverged as error:
         launch.fail(f"training diverged: {error}")
     if summary is None:  # Stopped by Ctrl-C / SIGTERM at a step boundary, checkpoint written.

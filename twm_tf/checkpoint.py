@@ -18,6 +18,7 @@ from absl import logging
 
 from twm_tf import config as config_lib
 from twm_tf import faults
+from twm_tf import files
 from twm_tf import run_dir as run_dir_lib
 
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -112,9 +113,25 @@ def check_models(checkpoint_path: str, **models) -> None:
 
 
 def restore_models(checkpoint_path: str, **models) -> None:
-    """Restores only the named models' variables from a training checkpoint, checked by path."""
-    check_models(checkpoint_path, **models)
-    tf.train.Checkpoint(models=model_weights(**models)).restore(checkpoint_path).expect_partial()
+    """Restores only the named models' variables from a training checkpoint, checked by path.
+
+    Raises:
+      CheckpointMismatch: the checkpoint's variables differ from the models'.
+      files.FileError: the checkpoint cannot be read (truncated, corrupted, missing a file) or
+        its variables have other shapes.
+    """
+    try:
+        check_models(checkpoint_path, **models)
+        checkpoint = tf.train.Checkpoint(models=model_weights(**models))
+        checkpoint.restore(checkpoint_path).expect_partial()
+    except CheckpointMismatch:
+        raise
+    except Exception as error:  # noqa: BLE001 (damage shows as many error types, as in restore)
+        raise files.FileError(
+            f"checkpoint {checkpoint_path} cannot be read into the run's models "
+            f"({type(error).__name__}: {files.reason(error)[:200]}): a damaged file, or one of "
+            "another config"
+        ) from None
 
 
 def parts(world_model, ac) -> tuple[dict, dict]:

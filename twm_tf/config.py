@@ -1,6 +1,7 @@
 """Every TWM hyperparameter in one frozen dataclass, its presets and its command-line overrides.
 
-Defaults are the paper's (Robine et al. 2023; numbers in SPEC.md). A run is configured as
+Defaults are the paper's (Robine et al. 2023; numbers and sources in docs/spec.md). A run is
+configured as
 
     config = config_lib.from_flags()   # --preset=debug --config.seq_len=8 ...
 
@@ -198,19 +199,27 @@ class Config:
 
 
 def load(path: str) -> Config:
-    """Reads a config.json written by `Config.save` (a run directory's resolved config)."""
-    with open(path) as f:
-        values = json.load(f)
+    """Reads a config.json written by `Config.save` (a run directory's resolved config).
+
+    Raises:
+      files.FileError: naming `path` and what is wrong: missing, unreadable, empty, not JSON (a
+        half-written file, a bad hand edit), an unknown field or a value of a wrong type or range.
+    """
+    what = "the run's config"
+    values = files.read_json(path, what, fields={})
     kinds = {f.name: type(f.default) for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - set(kinds))
     if unknown:
-        raise ValueError(f"{path}: unknown config field(s) {unknown}")
+        raise files.FileError(f"{what} {path} has unknown field(s) {unknown}")
     for name, value in values.items():
-        if kinds[name] is tuple:
+        if kinds[name] is tuple and isinstance(value, list):
             values[name] = tuple(value)
-        elif kinds[name] is float:
+        elif kinds[name] is float and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)  # JSON may hold an int, e.g. 20 for 20.0.
-    return Config(**values)
+    try:
+        return Config(**values)
+    except ValueError as error:
+        raise files.FileError(f"{what} {path}: {error}") from None
 
 
 def _fail(field: str, expected: str, value: Any) -> None:

@@ -7,6 +7,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf import config as config_lib
+from twm_tf import files
 from twm_tf import schedule as schedule_lib
 
 
@@ -136,6 +137,29 @@ class ConfigTest(parameterized.TestCase):
         config = config_lib.debug(seed=5, replay_tau=float("inf"), encoder_channels=(2, 3, 4, 5))
         path = config.save(self.create_tempdir().full_path)
         self.assertEqual(config_lib.load(path), config)
+
+    @parameterized.named_parameters(
+        ("half_written", lambda text: text[: len(text) // 2], r"is not valid JSON \(\w.* line \d+"),
+        ("empty", lambda text: "", "is empty"),
+        ("not_an_object", lambda text: "[1, 2]", "holds a JSON list, not an object"),
+        ("unknown_field", lambda text: '{"tau": 1}', r"unknown field\(s\) \['tau'\]"),
+        ("wrong_type", lambda text: text.replace('"seed": 5', '"seed": "5"'), "seed must be"),
+        ("binary", lambda text: "\udcff", "is not UTF-8 text"),
+    )
+    def test_load_names_the_file_and_the_problem(self, damage, message):
+        path = config_lib.debug(seed=5).save(self.create_tempdir().full_path)
+        with open(path) as f:
+            text = damage(f.read())
+        with open(path, "w", errors="surrogateescape") as f:
+            f.write(text)
+        with self.assertRaisesRegex(files.FileError, f"the run's config {path}.*{message}"):
+            config_lib.load(path)
+
+    def test_load_of_a_missing_or_directory_path_is_a_file_error(self):
+        directory = self.create_tempdir().full_path
+        for path in (directory + "/config.json", directory):
+            with self.assertRaisesRegex(files.FileError, f"cannot read the run's config {path}"):
+                config_lib.load(path)
 
     def test_save_writes_resolved_config(self):
         directory = self.create_tempdir().full_path

@@ -5,13 +5,12 @@ Reads what `agent.Agent` writes: episodes.csv (env_steps, episode, return), eval
 random policy's scores under the same protocol).
 """
 
-import csv
-import json
 import os
 from typing import NamedTuple
 
 import numpy as np
 
+from twm_tf import files
 from twm_tf import run_dir as run_dir_lib
 
 
@@ -24,38 +23,36 @@ class Curves(NamedTuple):
     random_mean: float | None  # The random policy's mean in the final evaluation.
 
 
-def _rows(path: str) -> list[list[str]]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
-
-
 def load(run_dir: str) -> Curves:
-    """Reads a run directory's curves; a run without any episode yet is an error."""
+    """Reads a run directory's curves; a run without any episode yet is an error.
+
+    Raises:
+      ValueError: run_dir is not a run directory or has no finished episode yet.
+      files.FileError: naming a file of the run that cannot be read or is malformed.
+    """
     config_path = run_dir_lib.path(run_dir, run_dir_lib.CONFIG)
     if not os.path.exists(config_path):
         raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-    with open(config_path) as f:
-        env_steps = json.load(f)["env_steps"]
-    episodes = _rows(run_dir_lib.path(run_dir, run_dir_lib.EPISODES))
+    env_steps = files.read_json(config_path, "the run's config", {"env_steps": int})["env_steps"]
+    episodes = run_dir_lib.read_episodes(run_dir)
     if not episodes:
         raise ValueError(f"{run_dir} has no finished training episode yet (episodes.csv)")
-    evals = [
-        (int(r[0]), float(r[1]), float(r[2]))
-        for r in _rows(run_dir_lib.path(run_dir, run_dir_lib.EVALS))
-    ]
+    evals = [row[:3] for row in run_dir_lib.read_evals(run_dir)]
     random_mean = None
     final_path = run_dir_lib.path(run_dir, run_dir_lib.EVAL)
     if os.path.exists(final_path):
-        with open(final_path) as f:
-            final = json.load(f)
+        final = files.read_json(
+            final_path,
+            "the run's final evaluation",
+            {"mean": float, "std": float},
+            optional={"random_mean": float},
+        )
         evals.append((env_steps, final["mean"], final["std"]))
         random_mean = final.get("random_mean")
     steps, means, stds = np.array(evals, dtype=float).reshape(-1, 3).T
     return Curves(
-        episode_steps=np.array([int(r[0]) for r in episodes]),
-        episode_returns=np.array([float(r[2]) for r in episodes]),
+        episode_steps=np.array([row[0] for row in episodes]),
+        episode_returns=np.array([row[2] for row in episodes], dtype=float),
         eval_steps=steps,
         eval_means=means,
         eval_stds=stds,
@@ -103,5 +100,5 @@ def plot(curves: Curves, title: str, path: str, window: int = 10) -> None:
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Software": files.PNG_SOFTWARE})
     plt.close(fig)

@@ -11,18 +11,24 @@ The SavedModel needs neither twm_tf nor the world model to run (launch/play.py n
     policy.set_seed(tf.constant(7, tf.int64))                     # reproducible sampling
 
 `frames` is uint8 [B, stack, 64, 64], the most recent preprocessed frames, oldest first
-(envs/atari.py). The encoder takes the mode of z, as in evaluation (SPEC). The same metadata is
-also the asset `assets/metadata.json`.
+(envs/atari.py). The encoder takes the mode of z, as in evaluation (docs/spec.md, "Environment").
+The same metadata is also the asset `assets/metadata.json`.
 
 The directory also holds `policy.tflite`, the same logits for LiteRT, which takes a batch-1 step
 in half to three quarters of the SavedModel's time and needs no TensorFlow
 (litert_policy.LiteRtPolicy, `launch/play.py --runtime=litert`).
 
-Input contract: the signatures' TensorSpec. A tf.Tensor of another dtype fails with
-InvalidArgumentError ("expected to be a uint8 tensor"), any input of another rank or shape with
-TypeError naming the expected TensorSpec. NumPy arrays and lists, however, are converted to uint8
-by TF before the check (float frames in [0, 1] would silently become zeros), so callers that may
-hold non-uint8 arrays validate them first, as launch/play.py does.
+Input contract: the signatures' TensorSpec, checked for every input. A tf.Tensor of another rank,
+frame size or stack depth fails in the graph with InvalidArgumentError "frames must be
+TensorSpec(shape=(None, 4, 64, 64), dtype=tf.uint8, name='frames'), got shape [...]" (a signature
+is a concrete function, which TF would otherwise run on any shape); one of another dtype with TF's
+InvalidArgumentError "expected to be a uint8 tensor"; an array or list of another shape with
+TypeError naming the same TensorSpec. NumPy arrays of another dtype, however, are cast to uint8 by
+TF in the caller's process before the model sees them (float frames in [0, 1] would become zeros),
+so callers that may hold non-uint8 arrays check them first, as launch/play.py and
+litert_policy.LiteRtPolicy do. policy.tflite refuses frames of another shape too: its interpreter
+checks the dtype and the shape it was resized to, and the model fails on a RESHAPE when resized to
+anything but [B, 4, 64, 64].
 """
 
 import json
@@ -38,6 +44,7 @@ from absl import logging
 
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
+from twm_tf import files
 from twm_tf import litert_policy
 from twm_tf import precision
 from twm_tf import run_dir as run_dir_lib
@@ -74,10 +81,11 @@ class PolicyModule(tf.Module):
             tf.uint8,
             name="frames",
         )
+        self._spec = spec
         metadata_json = json.dumps(metadata, sort_keys=True)
-        # XLA fuses the batch-1 convs and matmuls (paper size, 2 CPU cores: 2.0 instead of 3.4 ms
-        # per step, 1.7 instead of 2.2 ms on one intra-op thread). Sampling stays outside, with
-        # the stateful generator it advances.
+        # XLA fuses the batch-1 convs and matmuls, a faster step than the plain graph's (timings
+        # in docs/benchmarks.md, "Policy step"). Sampling stays outside, with the stateful
+        # generator it advances.
         self.logits = tf.function(self._logits, input_signature=[spec], jit_compile=jit_compile)
         self.sample = tf.function(self._sample, input_signature=[spec])
         self.greedy = tf.function(self._greedy, input_signature=[spec])
@@ -95,19 +103,56 @@ class PolicyModule(tf.Module):
         # Traced without XLA: the converter lowers TF ops, not XLA clusters. Given this module
         # (whose RNG state is a mutable variable) as the trackable, the converter kept every
         # variable as an uninitialized resource and the model returned NaN.
-        logits = tf.function(self._logits, input_signature=self.logits.input_signature)
+        logits = tf.function(
+            lambda frames: self._logits(self._reshape_guard(frames)),
+            input_signature=self.logits.input_signature,
+        )
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [logits.get_concrete_function()], logits
         )
         return converter.convert()
 
+    def _shape_mismatch(self, frames: tf.Tensor) -> tf.Tensor:
+        """How many of the rank and sizes S, H, W of `frames` differ from the spec's (int32 [])."""
+        shape = tf.shape(frames)
+        padded = tf.concat([shape, tf.zeros([4], tf.int32)], 0)[:4]  # [B, S, H, W], 0s past rank
+        expected = self._spec.shape[1:].as_list()
+        mismatch = tf.reduce_sum(tf.cast(tf.not_equal(padded[1:], expected), tf.int32))
+        return mismatch + tf.cast(tf.not_equal(tf.shape(shape)[0], 4), tf.int32)
+
+    def _checked(self, frames: tf.Tensor) -> tf.Tensor:
+        """`frames` once their runtime shape is the spec's; InvalidArgumentError naming it if not.
+
+        A signature is a concrete function, which TF runs on a tensor of any shape (only NumPy
+        arrays are cast to its spec): [3, 4, 32, 64] frames made one scrambled action.
+        """
+        # Without the spec's static shape, which grappler would fold the rank check with.
+        frames = tf.raw_ops.PlaceholderWithDefault(input=frames, shape=None)
+        check = tf.debugging.Assert(
+            tf.equal(self._shape_mismatch(frames), 0),
+            [f"frames must be {self._spec!r}, got shape", tf.shape(frames)],
+            summarize=8,
+        )
+        with tf.control_dependencies([check]):
+            return tf.reshape(frames, [-1, *self._spec.shape[1:].as_list()])
+
+    def _reshape_guard(self, frames: tf.Tensor) -> tf.Tensor:
+        """`frames` reshaped to the spec, which fails (RESHAPE) unless their shape is the spec's.
+
+        LiteRT has no assert, and an interpreter resized to another frame size would run: the
+        batch of the reshape is made larger than the input unless nothing mismatches.
+        """
+        batch = tf.concat([tf.shape(frames), [1]], 0)[0]  # 1 for a scalar.
+        batch += self._shape_mismatch(frames) * (tf.size(frames) + 1)
+        return tf.reshape(frames, tf.stack([batch, *self._spec.shape[1:].as_list()]))
+
     def _sample(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = self.logits(frames)
+        logits = self.logits(self._checked(frames))
         action = distributions.sample_actions(logits, self.generator.make_seeds(1)[:, 0])
         return {"action": action, "probs": tf.nn.softmax(logits)}
 
     def _greedy(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = self.logits(frames)
+        logits = self.logits(self._checked(frames))
         action = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return {"action": action, "probs": tf.nn.softmax(logits)}
 
@@ -155,18 +200,22 @@ def export_policy(
 
     Raises:
         ValueError: if the actor's action count differs from len(action_meanings).
+        files.FileError: `path` is in the way (see `check_output`) or the write failed (a full
+            disk); an earlier export at `path` is then intact.
     """
     if actor.num_actions != len(action_meanings):
         raise ValueError(
             f"the actor has {actor.num_actions} actions, action_meanings has "
             f"{len(action_meanings)}: {list(action_meanings)}"
         )
+    check_output(path)
     info = metadata(config, action_meanings)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.staging-")
+    staging = None
     try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.staging-")
         metadata_path = os.path.join(staging, METADATA_FILE)
         with open(metadata_path, "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
@@ -183,10 +232,40 @@ def export_policy(
             # Two renames: between them nothing is at `path`, which readers see as "no export".
             os.replace(path, os.path.join(staging, "previous"))
         os.replace(saved, path)
+    except (OSError, tf.errors.OpError) as error:  # A full disk, an unwritable directory.
+        raise files.FileError(
+            f"writing the export {path} failed ({files.reason(error)}); "
+            f"{'the previous export is intact' if os.path.exists(path) else 'nothing was written'}"
+        ) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     logging.info("exported the %s policy to %s", config.game, path)
     return path
+
+
+def is_export(path: str) -> bool:
+    """Whether `path` holds an export of this module (its metadata names a format version)."""
+    return files.is_json_with(os.path.join(path, "assets", METADATA_FILE), "format_version")
+
+
+def check_output(path: str, flag: str = "--output") -> None:
+    """Refuses an export path that is not missing, an empty directory or an earlier export.
+
+    An export replaces the whole directory, so anything else there (a file, another program's
+    directory) would be lost to a mistyped path.
+
+    Raises:
+        files.FileError: naming `flag` and the path.
+    """
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise files.FileError(f"{flag}={path} is a file, not an export directory")
+    if os.path.isdir(path) and os.listdir(path) and not is_export(path):
+        raise files.FileError(
+            f"{flag}={path} is a directory that holds no export of launch.export_policy "
+            "(no assets/metadata.json); nothing was overwritten: pick another directory"
+        )
+    files.check_writable(os.path.dirname(os.path.abspath(path)), flag)
 
 
 def restore_policy_weights(
@@ -248,9 +327,11 @@ def export_from_run(run_dir: str, path: str | None = None, jit_compile: bool = T
         FileNotFoundError: if run_dir has no config.json or no checkpoint.
         checkpoint.CheckpointMismatch: if the checkpoint does not fit the run models.
     """
+    path = path or run_dir_lib.path(run_dir, run_dir_lib.POLICY)
+    check_output(path)  # Before the models are built.
     run = load_policy(run_dir)
     return export_policy(
-        path or run_dir_lib.path(run_dir, run_dir_lib.POLICY),
+        path,
         run.obs_model,
         run.actor,
         run.config,

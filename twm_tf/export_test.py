@@ -1,7 +1,9 @@
 """Tests for the policy SavedModel: export from a run, equality with the models, standalone load."""
 
+import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -10,10 +12,12 @@ from unittest import mock
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
+from ai_edge_litert import interpreter as litert
 
 from twm_tf import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import export
+from twm_tf import files
 from twm_tf import litert_policy
 from twm_tf import testdata
 from twm_tf import testing
@@ -161,6 +165,77 @@ class ExportTest(testing.TestCase):
             TypeError, "Can not cast.*to " + _SPEC_TEXT.replace("(", r"\(").replace(")", r"\)")
         ):
             self.policy.signatures["serving_default"](frames=frames)
+
+    @parameterized.named_parameters(
+        ("half_height", [3, 4, 32, 64]),  # Once one scrambled action for three games.
+        ("stack_3", [3, 3, 64, 64]),
+        ("rank_3", [4, 64, 64]),
+        ("rank_5", [1, 4, 64, 64, 1]),
+        ("same_size_other_shape", [2, 8, 64, 32]),
+    )
+    def test_wrong_shape_tensors_are_refused_by_every_signature(self, shape):
+        spec = re.escape(_SPEC_TEXT.replace("'", "\\'"))
+        for name in ("serving_default", "greedy"):
+            with self.assertRaisesRegex(
+                tf.errors.InvalidArgumentError, f"frames must be {spec}, got shape"
+            ):
+                self.policy.signatures[name](frames=tf.zeros(shape, tf.uint8))
+        with self.assertRaisesRegex(TypeError, re.escape(_SPEC_TEXT)):
+            self.policy.logits(tf.zeros(shape, tf.uint8))
+
+    def test_the_litert_model_refuses_frames_of_another_shape(self):
+        interpreter = litert.Interpreter(
+            model_path=os.path.join(self.policy_dir, litert_policy.MODEL_FILE)
+        )
+        index = interpreter.get_input_details()[0]["index"]
+        for shape in ([3, 4, 32, 64], [3, 3, 64, 64], [2, 8, 64, 32]):
+            interpreter.resize_tensor_input(index, shape)  # Not strict: as a caller may.
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(index, np.zeros(shape, np.uint8))
+            with self.assertRaisesRegex(RuntimeError, "RESHAPE"):
+                interpreter.invoke()
+        interpreter.resize_tensor_input(index, [2, 4, 64, 64])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, self.frames[:2])
+        interpreter.invoke()
+        self.assertAllClose(
+            interpreter.get_tensor(interpreter.get_output_details()[0]["index"]),
+            self.policy.logits(self.frames[:2]),
+            atol=1e-5,
+        )
+
+    def test_refuses_an_output_that_is_not_an_export(self):
+        root = self.create_tempdir().full_path
+        a_file = os.path.join(root, "notes.txt")
+        theirs = os.path.join(root, "theirs")
+        os.makedirs(theirs)
+        for path in (a_file, os.path.join(theirs, "saved_model.pb")):
+            with open(path, "w") as f:
+                f.write("a user's file")
+        for path, message in (
+            (a_file, "--output=.*notes.txt is a file, not an export directory"),
+            (theirs, "holds no export of launch.export_policy"),
+            ("/proc/twm_policy", "--output: cannot write in /proc"),
+        ):
+            with self.assertRaisesRegex(files.FileError, message):
+                export.export_from_run(self.run_dir, path)
+        self.assertEqual(sorted(os.listdir(root)), ["notes.txt", "theirs"])
+        self.assertEqual(os.listdir(theirs), ["saved_model.pb"])
+
+    def test_a_full_disk_keeps_the_previous_export(self):
+        path = os.path.join(self.create_tempdir().full_path, "policy")
+        obs_model = observation.ObservationModel(self.config)
+        actor = actor_critic.Actor(self.config, len(_PONG_ACTIONS))
+        export.export_policy(path, obs_model, actor, self.config, _PONG_ACTIONS, jit_compile=False)
+        before = _saved_logits(path, self.frames)
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        with mock.patch.object(tf.saved_model, "save", side_effect=full):
+            with self.assertRaisesRegex(
+                files.FileError, "export .* failed \\(No space left on device\\); the previous"
+            ):
+                export.export_policy(path, obs_model, actor, self.config, _PONG_ACTIONS)
+        self.assertAllEqual(_saved_logits(path, self.frames), before)
+        self.assertEqual(os.listdir(os.path.dirname(path)), ["policy"])
 
     def test_wrong_dtype_tensor_names_uint8(self):
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "expected to be a uint8"):

@@ -14,11 +14,12 @@ The same seed gives the same actions on every run, but not the SavedModel's acti
 the same distribution from different random streams.
 """
 
-import json
 import os
 
 import numpy as np
 from ai_edge_litert import interpreter as litert
+
+from twm_tf import files
 
 MODEL_FILE = "policy.tflite"
 _METADATA = os.path.join("assets", "metadata.json")
@@ -37,21 +38,37 @@ class LiteRtPolicy:
 
         Raises:
             FileNotFoundError: if policy_dir holds no policy.tflite (exports before it had none).
+            files.FileError: if the export is damaged or partial: its metadata cannot be read,
+                the model does not load, or the two disagree on the frames.
         """
         model = os.path.join(policy_dir, MODEL_FILE)
         if not os.path.exists(model):
             raise FileNotFoundError(
                 f"{policy_dir} has no {MODEL_FILE}; re-export it with launch/export_policy.py"
             )
-        with open(os.path.join(policy_dir, _METADATA)) as f:
-            self.metadata = json.load(f)
+        damaged = f"; {policy_dir} is a damaged or partial export: export it again"
+        try:
+            self.metadata = files.read_json(
+                os.path.join(policy_dir, _METADATA),
+                "the export's metadata",
+                {"frame_stack": int, "frame_size": int, "action_meanings": list},
+            )
+            self._interpreter = litert.Interpreter(model_path=model, num_threads=num_threads)
+        except (files.FileError, ValueError, RuntimeError) as error:
+            raise files.FileError(f"{error}{damaged}") from None
         self.frame_shape = (
             self.metadata["frame_stack"],
             self.metadata["frame_size"],
             self.metadata["frame_size"],
         )
-        self._interpreter = litert.Interpreter(model_path=model, num_threads=num_threads)
-        self._input = self._interpreter.get_input_details()[0]["index"]
+        inputs = self._interpreter.get_input_details()
+        model_shape = tuple(int(n) for n in inputs[0]["shape_signature"][1:]) if inputs else ()
+        if len(inputs) != 1 or inputs[0]["dtype"] != np.uint8 or model_shape != self.frame_shape:
+            raise files.FileError(
+                f"{model} does not take the uint8 frames {list(self.frame_shape)} of its "
+                f"metadata{damaged}"
+            )
+        self._input = inputs[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = None
         self.set_seed(seed)
@@ -73,7 +90,8 @@ class LiteRtPolicy:
                 f"got {frames.dtype} {list(frames.shape)}"
             )
         if frames.shape[0] != self._batch:  # Resizing re-plans the graph: only on a new batch.
-            self._interpreter.resize_tensor_input(self._input, frames.shape)
+            # Strict: only the batch of the model's [-1, S, 64, 64] input may change.
+            self._interpreter.resize_tensor_input(self._input, frames.shape, strict=True)
             self._interpreter.allocate_tensors()
             self._batch = frames.shape[0]
         self._interpreter.set_tensor(self._input, frames)

@@ -1,6 +1,8 @@
 """Tests for litert_policy: policy.tflite computes the SavedModel's policy, without TensorFlow."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -10,6 +12,7 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import export
+from twm_tf import files
 from twm_tf import litert_policy
 from twm_tf import testdata
 from twm_tf import testing
@@ -17,6 +20,17 @@ from twm_tf.models import actor_critic
 from twm_tf.models import observation
 
 _ACTIONS = ("NOOP", "FIRE", "RIGHT", "LEFT")
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _edit_json(path: str, **changes) -> None:
+    with open(path) as f:
+        values = json.load(f)
+    _write(path, json.dumps({**values, **changes}).encode())
 
 
 class LiteRtPolicyTest(testing.TestCase):
@@ -75,6 +89,34 @@ class LiteRtPolicyTest(testing.TestCase):
         ):
             with self.assertRaisesRegex(ValueError, r"frames: expected uint8 \[B, 4, 64, 64\]"):
                 policy.logits(frames)
+
+    def test_checks_tensors_as_arrays(self):
+        policy = litert_policy.LiteRtPolicy(self.policy_dir)
+        self.assertAllClose(
+            policy.logits(tf.constant(self.frames[:2])), policy.logits(self.frames[:2])
+        )
+        for frames in (tf.zeros([3, 4, 32, 64], tf.uint8), tf.zeros([1, 4, 64, 64], tf.int32)):
+            with self.assertRaisesRegex(ValueError, r"frames: expected uint8 \[B, 4, 64, 64\]"):
+                policy.logits(frames)
+
+    def test_a_damaged_export_is_named(self):
+        metadata = os.path.join("assets", "metadata.json")
+        for damage, message in (
+            (lambda d: os.remove(os.path.join(d, metadata)), "cannot read the export's metadata"),
+            (
+                lambda d: _edit_json(os.path.join(d, metadata), frame_stack=3),
+                r"does not take the uint8 frames \[3, 64, 64\] of its metadata",
+            ),
+            (
+                lambda d: _write(os.path.join(d, litert_policy.MODEL_FILE), b"TFL3 damaged"),
+                "",
+            ),
+        ):
+            directory = os.path.join(self.create_tempdir().full_path, "policy")
+            shutil.copytree(self.policy_dir, directory)
+            damage(directory)
+            with self.assertRaisesRegex(files.FileError, f"{message}.*a damaged or partial export"):
+                litert_policy.LiteRtPolicy(directory)
 
     def test_an_export_without_the_model_is_named(self):
         directory = self.create_tempdir().full_path

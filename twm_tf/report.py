@@ -14,7 +14,6 @@ it to report.md and PNGs without further input.
 
 import csv
 import glob
-import json
 import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -24,6 +23,7 @@ from absl import logging
 from scipy import stats
 
 from twm_tf import evaluation
+from twm_tf import files
 from twm_tf import run_dir as run_dir_lib
 
 GAMES = tuple(sorted(evaluation.reference_scores()))  # The 26 Atari 100k games.
@@ -59,22 +59,30 @@ def load_runs(pattern: str, flag: str = "runs") -> list[Run]:
 
     Raises:
       ValueError: naming `--<flag>` if the pattern matches no run directory.
+      files.FileError: naming a run's file that cannot be read or is malformed.
     """
     runs = []
     for run_dir in sorted(glob.glob(pattern)):
-        if not os.path.isfile(run_dir_lib.path(run_dir, run_dir_lib.CONFIG)):
+        config_path = run_dir_lib.path(run_dir, run_dir_lib.CONFIG)
+        if not os.path.isfile(config_path):
             continue
-        with open(run_dir_lib.path(run_dir, run_dir_lib.CONFIG)) as f:
-            config = json.load(f)
-        evals = []
-        if os.path.exists(run_dir_lib.path(run_dir, run_dir_lib.EVALS)):
-            with open(run_dir_lib.path(run_dir, run_dir_lib.EVALS), newline="") as f:
-                evals = [(int(row[0]), float(row[1])) for row in csv.reader(f) if row]
+        config = files.read_json(
+            config_path, "the run's config", {"game": str, "env_steps": int, "seed": int}
+        )
+        if config["game"] not in GAMES:
+            raise files.FileError(
+                f"the run's config {config_path}: game must be one of the 26 Atari 100k games, "
+                f"got {config['game']!r}"
+            )
+        evals = [(row[0], row[1]) for row in run_dir_lib.read_evals(run_dir)]
         final = None
         if os.path.exists(run_dir_lib.path(run_dir, run_dir_lib.EVAL)):
-            with open(run_dir_lib.path(run_dir, run_dir_lib.EVAL)) as f:
-                final = float(json.load(f)["mean"])
-            evals.append((int(config["env_steps"]), final))
+            final = files.read_json(
+                run_dir_lib.path(run_dir, run_dir_lib.EVAL),
+                "the run's final evaluation",
+                {"mean": float},
+            )["mean"]
+            evals.append((config["env_steps"], final))
         steps, means = (np.array(c, float) for c in zip(*evals)) if evals else (np.zeros(0),) * 2
         runs.append(Run(run_dir, config, final, steps, means))
     if not runs:

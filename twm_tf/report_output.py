@@ -201,6 +201,9 @@ def plot_variant(report: dict, path: str) -> None:
     plt.close(fig)
 
 
+FILES = ("report.md", "report.json", "curves.png", "profile.png", "variant.png")  # `write`'s.
+
+
 def write(report: dict, out_dir: str) -> list[str]:
     """Writes report.json, the PNGs and report.md to `out_dir`; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)

@@ -2,14 +2,14 @@
 
     <run_dir>/
       config.json     the resolved Config; a resumed run must match it (`check_config`)
-      checkpoints/    ckpt-N.* and replay-N.npz, the two newest (twm_tf.checkpoint)
+      checkpoints/    ckpt-N.* and replay-N.bin, the two newest (twm_tf.checkpoint)
       episodes.csv    env_steps, episode, return: one row per finished training game
       evals.csv       env_steps, mean, std, human_normalized, episodes: interim evaluations
       eval.json       the final evaluation (twm_tf.evaluation.write)
       tensorboard/    summaries
-      policy/         the exported SavedModel (launch/export_policy.py)
-      analysis/       launch/world_model_eval.py and launch/imagine.py outputs
-      lock            held by the training process (twm_tf.run_lock)
+      policy/         the exported SavedModel and policy.tflite (launch/export_policy.py)
+      analysis/       launch/world_model_eval.py output (launch/imagine.py writes to --out)
+      .lock           held by the training process (twm_tf.run_lock)
 
 Every reader and writer of a run directory takes its paths from here.
 """
@@ -60,11 +60,20 @@ def check_config(run_dir: str, config: config_lib.Config) -> None:
     A missing directory is created; one without config.json is a new run.
 
     Raises:
-      RunDirError: naming each differing field, old -> new.
+      RunDirError: naming each differing field, old -> new; or run_dir is a file or cannot be
+        created.
+      files.FileError: config.json cannot be read or is not a valid config (left as it is).
     """
     config_path = path(run_dir, CONFIG)
-    if not os.path.exists(config_path):
-        os.makedirs(run_dir, exist_ok=True)
+    if os.path.lexists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"--run_dir={run_dir} is a file, not a directory")
+    if not os.path.lexists(config_path):
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+        except OSError as error:
+            raise RunDirError(
+                f"--run_dir={run_dir} cannot be created: {files.reason(error)}"
+            ) from None
         return
     saved = dataclasses.asdict(config_lib.load(config_path))
     given = dataclasses.asdict(config)
@@ -80,11 +89,31 @@ def check_config(run_dir: str, config: config_lib.Config) -> None:
         )
 
 
-def _read_rows(csv_path: str) -> list[list[str]]:
-    if not os.path.exists(csv_path):
-        return []
-    with open(csv_path, newline="") as f:
-        return list(csv.reader(f))
+# The columns of episodes.csv and evals.csv, as files.read_csv checks them.
+EPISODES_COLUMNS = (("env_steps", int), ("episode", int), ("return", float))
+EVALS_COLUMNS = (
+    ("env_steps", int),
+    ("mean", float),
+    ("std", float),
+    ("human_normalized", float),
+    ("episodes", int),
+)
+
+
+def read_episodes(run_dir: str) -> list[tuple[int, int, float]]:
+    """episodes.csv's rows (none if it is missing); FileError names a malformed line.
+
+    The file is appended to, so a last line cut short by a kill or still being written is left
+    out.
+    """
+    return files.read_csv(
+        path(run_dir, EPISODES), "the run's episode log", EPISODES_COLUMNS, appended=True
+    )
+
+
+def read_evals(run_dir: str) -> list[tuple[int, float, float, float, int]]:
+    """evals.csv's rows (none if it is missing); FileError names a malformed line."""
+    return files.read_csv(path(run_dir, EVALS), "the run's evaluation log", EVALS_COLUMNS)
 
 
 def append_episode(run_dir: str, env_steps: int, episode: int, episode_return: float) -> None:
@@ -98,7 +127,7 @@ def truncate_episodes(run_dir: str, episodes: int) -> None:
     episodes_path = path(run_dir, EPISODES)
     if not os.path.exists(episodes_path):
         return
-    rows = [row for row in _read_rows(episodes_path) if int(row[1]) <= episodes]
+    rows = [row for row in read_episodes(run_dir) if row[1] <= episodes]
     with files.atomic_write(episodes_path, newline="") as f:
         csv.writer(f).writerows(rows)
 
@@ -112,7 +141,7 @@ def log_evaluation(
     are replaced, so the file holds each evaluation once.
     """
     evals_path = path(run_dir, EVALS)
-    rows = [row for row in _read_rows(evals_path) if int(row[0]) < env_steps]
+    rows = [list(row) for row in read_evals(run_dir) if row[0] < env_steps]
     rows.append(
         [env_steps, float(np.mean(scores)), float(np.std(scores)), human_normalized, len(scores)]
     )

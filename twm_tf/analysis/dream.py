@@ -56,9 +56,20 @@ def token_labels(dynamics: dynamics_lib.DynamicsModel) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def warm_up(run: restore.RunModels, env: atari.AtariEnv, steps: int, rng: np.random.Generator):
-    """Plays `steps` policy steps from a reset; returns (Transitions of them, current obs)."""
-    logits_fn = evaluation.policy_logits(run.world_model.observation, run.actor)
+def warm_up(
+    run: restore.RunModels,
+    env: atari.AtariEnv,
+    steps: int,
+    rng: np.random.Generator,
+    logits_fn=None,
+):
+    """Plays `steps` policy steps from a reset; returns (Transitions of them, current obs).
+
+    logits_fn: the policy's `evaluation.policy_logits` (default: built here; pass one to reuse
+    its compiled graph over many calls).
+    """
+    if logits_fn is None:
+        logits_fn = evaluation.policy_logits(run.world_model.observation, run.actor)
     obs = env.reset()
     fields = {name: [] for name in world_model_quality.Transitions._fields}
     for _ in range(steps):
@@ -83,9 +94,39 @@ def warm_up(run: restore.RunModels, env: atari.AtariEnv, steps: int, rng: np.ran
     return context, obs
 
 
+def to_pixels(frames: tf.Tensor) -> np.ndarray:
+    """Decoder means in [0, 1] (any shape) -> uint8 pixels, rounded and clipped."""
+    return np.clip(np.asarray(frames) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def _newest_frame(frames: tf.Tensor) -> np.ndarray:
     """[..., S, 64, 64] decoder means -> [..., 64, 64] uint8 of the newest frame."""
-    return np.clip(np.asarray(frames)[..., -1, :, :] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return to_pixels(np.asarray(frames)[..., -1, :, :])
+
+
+def start_state(run: restore.RunModels, context: world_model_quality.Transitions, start_obs):
+    """The memory after the real `context` steps and the inputs of the first imagined step.
+
+    The last memory_steps steps of the context fill the cache (an empty context gives an empty
+    cache and a reset).
+
+    Returns:
+      (DynamicsCache, z_s [1, V, C] the encoder mode of start_obs, prev_reward [1] tanh r_{s-1},
+      reset [1] bool, True where step s sees no memory).
+    """
+    wm, config = run.world_model, run.config
+    keep = slice(max(len(context.actions) - config.memory_steps, 0), None)
+    rewards = np.tanh(context.rewards[keep]).astype(np.float32)
+    if len(rewards):
+        z_context = distributions.latent_mode(wm.observation.encode(context.obs[keep]))
+        _, cache = wm.dynamics.prefill(
+            z_context[None], context.actions[None, keep], rewards[None], context.dones[None, keep]
+        )
+        prev_reward, reset = rewards[-1:], context.dones[-1:]
+    else:
+        cache, prev_reward, reset = wm.dynamics.initial_cache(1), np.zeros(1, np.float32), [True]
+    z = distributions.latent_mode(wm.observation.encode(start_obs[None]))  # [1, V, C]
+    return cache, z, prev_reward, reset
 
 
 def imagine(
@@ -109,19 +150,9 @@ def imagine(
     Returns:
       A Dream without the real part (real fields empty).
     """
-    wm, config = run.world_model, run.config
+    wm = run.world_model
     dynamics = wm.dynamics
-    keep = slice(max(len(context.actions) - config.memory_steps, 0), None)
-    rewards = np.tanh(context.rewards[keep]).astype(np.float32)
-    if len(rewards):
-        z_context = distributions.latent_mode(wm.observation.encode(context.obs[keep]))
-        _, cache = dynamics.prefill(
-            z_context[None], context.actions[None, keep], rewards[None], context.dones[None, keep]
-        )
-        prev_reward, reset = rewards[-1:], context.dones[-1:]
-    else:
-        cache, prev_reward, reset = dynamics.initial_cache(1), np.zeros(1, np.float32), [True]
-    z = distributions.latent_mode(wm.observation.encode(start_obs[None]))  # [1, V, C]
+    cache, z, prev_reward, reset = start_state(run, context, start_obs)
     seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2 * steps)
     states, actions, predicted, attention = [z], [], [], []
     for k in range(steps):
@@ -283,13 +314,13 @@ def plot_attention(dream: Dream, path: str, max_panels: int = 4) -> list[int]:
     return [int(k) + 1 for k in shown]
 
 
+FILES = ("strip.png", "dream.gif", "attention.png", "attention.npy", "dream.json")  # `write`'s.
+
+
 def write(dream: Dream, action_meanings, out_dir: str) -> dict[str, str]:
     """Writes strip.png, dream.gif, attention.png, attention.npy and dream.json to out_dir."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {
-        name: os.path.join(out_dir, name)
-        for name in ("strip.png", "dream.gif", "attention.png", "attention.npy", "dream.json")
-    }
+    paths = {name: os.path.join(out_dir, name) for name in FILES}
     plot_strip(dream, action_meanings, paths["strip.png"])
     write_gif(dream, action_meanings, paths["dream.gif"])
     shown = plot_attention(dream, paths["attention.png"])

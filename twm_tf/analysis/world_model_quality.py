@@ -319,12 +319,14 @@ def plot(summary: dict, path: str) -> None:
     plt.close(fig)
 
 
+FILES = ("world_model_eval.json", "world_model_eval.png")  # `write`'s.
+
+
 def write(summary: dict, out_dir: str) -> tuple[str, str]:
     """Writes world_model_eval.json and world_model_eval.png to out_dir; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    json_path = os.path.join(out_dir, "world_model_eval.json")
+    json_path, png_path = (os.path.join(out_dir, name) for name in FILES)
     with files.atomic_write(json_path) as f:
         json.dump(summary, f, indent=2)
-    png_path = os.path.join(out_dir, "world_model_eval.png")
     plot(summary, png_path)
     return json_path, png_path
