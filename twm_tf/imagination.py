@@ -57,8 +57,9 @@ class Starts(NamedTuple):
 def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     """Draws M (context, start) pairs without replacement from the window batch.
 
-    The pairs are the N * l trained transitions (t, t + 1), t = 1..l: the real step t seeds the
-    memory and z_{t+1} starts the rollout.
+    The pairs are the N * l transitions (t, t + 1), t = 0..l - 1, as the authors' code draws
+    them: the real step t (the window's context step for t = 0) seeds the memory and z_{t+1}, a
+    step the VAE trained on in this update, starts the rollout.
 
     Args:
       latents: world_model.Latents with [N, L] tensors (L = l + 2).
@@ -72,7 +73,7 @@ def select_starts(latents, num_starts: int, seed: tf.Tensor) -> Starts:
     per_row = length - 2
     # Gumbel top-k of equal logits = uniform sampling without replacement.
     _, flat = tf.math.top_k(gumbel.noise([n * per_row], seed), k=num_starts)
-    row, col = flat // per_row, flat % per_row + 1
+    row, col = flat // per_row, flat % per_row
     context = tf.stack([row, col], axis=-1)  # step t
     start = tf.stack([row, col + 1], axis=-1)  # step t + 1
     return Starts(
