@@ -16,6 +16,9 @@ oneDNN and XLA state:
                 update, imagination, actor-critic) on a buffer of prefill_steps random steps;
                 env steps per second with the policy acting; retracing after warm-up (must be 0)
   evaluation    --eval_games evaluation games with the (random-weight) policy, batched
+  dream         twm_tf.envs.dream.DreamEnv at batch 1: one imagined step (dynamics step with
+                attention, latent sample, decoder), the policy's action and the rgb_array render;
+                steps per second against the game's pace (60 / frame_skip = 15)
 Peak RSS is the process's: run --only=train_step alone for the memory of training.
 
 --profile_dir=DIR profiles one more call of each section after its timed ones, into DIR/<section>
@@ -52,11 +55,14 @@ from twm_tf import flops
 from twm_tf import imagination
 from twm_tf import precision
 from twm_tf import world_model as world_model_lib
+from twm_tf.analysis import restore
+from twm_tf.envs import atari
+from twm_tf.envs import dream
 from twm_tf.models import actor_critic
 from twm_tf.models import observation
 from twm_tf.models import distributions
 
-_SECTIONS = ["world_model", "imagination", "policy", "train_step", "evaluation"]
+_SECTIONS = ["world_model", "imagination", "policy", "train_step", "evaluation", "dream"]
 _ONLY = flags.DEFINE_multi_enum("only", _SECTIONS, _SECTIONS, "Benchmarks to run.")
 _EVAL_GAMES = flags.DEFINE_integer("eval_games", 100, "Games of the evaluation benchmark.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per benchmark.")
@@ -289,6 +295,39 @@ def bench_evaluation(config) -> dict:
     }
 
 
+def bench_dream(config) -> dict:
+    """A DreamEnv over random float32 models of config.game, started from a real game."""
+    game = atari.from_config(config, training=False, seed=0)
+    meanings = game.action_meanings
+    game.close()
+    with precision.policy("float32"):
+        wm = world_model_lib.WorldModel(config, len(meanings))
+        wm.build()
+        actor = actor_critic.Actor(config, len(meanings))
+        actor(tf.zeros([1, config.latent_vars, config.latent_classes]))
+    run = restore.RunModels(config, wm, actor, meanings, checkpoint="")
+    env = dream.DreamEnv(run=run, render_mode="rgb_array")
+    env.reset(seed=0)
+    step = _median_seconds(lambda: env.step(env.agent_action()), 200, "dream")
+    render = _median_seconds(env.render, 50)
+    # CPU time of the process (all threads) per step: on a shared machine, near what an idle
+    # one would take.
+    start, steps = time.process_time(), 100
+    for _ in range(steps):
+        env.step(env.agent_action())
+        env.render()
+    cpu = (time.process_time() - start) / steps
+    env.close()
+    return {
+        "dream_step_ms": 1e3 * step,
+        "dream_render_ms": 1e3 * render,
+        "dream_steps_per_s": 1.0 / (step + render),
+        "dream_step_and_render_cpu_ms": 1e3 * cpu,
+        "dream_game_pace_steps_per_s": 60 / config.frame_skip,
+        "load_average_1min": os.getloadavg()[0],
+    }
+
+
 def main(argv):
     del argv
     launch.quiet_library_logs()
@@ -319,6 +358,8 @@ def main(argv):
         results.update(bench_train_step(config))
     if "evaluation" in _ONLY.value:
         results.update(bench_evaluation(config))
+    if "dream" in _ONLY.value:
+        results.update(bench_dream(config))
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results, indent=2))
 
