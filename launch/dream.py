@@ -21,6 +21,7 @@ import launch
 from twm_tf import envs
 from twm_tf import files
 from twm_tf.envs import dream
+from twm_tf.envs import dream_play
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
 _INPUT = flags.DEFINE_enum("input", "user", ["user", "agent"], "Who acts: keyboard or policy.")
@@ -74,7 +75,7 @@ def main(argv):
     window = _INPUT.value == "user" or not video
     if window:
         with launch.one_line_errors(RuntimeError):
-            dream.check_display("or record without a window: --input=agent --video=FILE")
+            dream_play.check_display("or record without a window: --input=agent --video=FILE")
     if _THREADS.value:  # Batch-1 steps are fastest on one thread.
         tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
     run = launch.load_run_or_fail(_RUN_DIR.value)
@@ -102,16 +103,16 @@ def main(argv):
             images.append(image)
 
     if _INPUT.value == "user":
-        dream.play_keyboard(env, fps=fps, seed=_SEED.value, on_step=on_step)
+        dream_play.play_keyboard(env, fps=fps, seed=_SEED.value, on_step=on_step)
     else:
-        images = dream.play_agent(
+        images = dream_play.play_agent(
             env, steps=_STEPS.value, fps=fps, window=window, seed=_SEED.value, on_step=on_step
         )
     env.close()
     print(f"{len(rewards)} dream steps, predicted return {sum(rewards):+.2f}")
     if video:
         with launch.one_line_errors(), files.output_file(video, "--video", _never_ours) as tmp:
-            dream.write_video(tmp, images, fps)
+            dream_play.write_video(tmp, images, fps)
         print(f"video: {video}")
 
 

@@ -14,19 +14,15 @@ too, so an agent never sees a real frame; `info["real_obs"]` holds it). Seeds fo
 twm_tf/analysis/dream.imagine: after reset(seed=s), step k samples its latent with
 stateless_split([s, 0])[2k + 1] and `agent_action` samples the run's policy with [2k], so the
 agent playing this env reproduces `imagine`'s dream (tested). Importing twm_tf.envs registers
-the env as "twm_tf/Dream-v0".
+the env as "twm_tf/Dream-v0". dream_render.py draws its image; dream_play.py plays it in a window.
 """
 
 import functools
 import os
-import sys
-import warnings
 from typing import NamedTuple
 
 import ale_py
-import cv2
 import gymnasium as gym
-import imageio
 import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
@@ -39,13 +35,12 @@ from twm_tf.analysis import dream as analysis_dream
 from twm_tf.analysis import restore
 from twm_tf.analysis import world_model_quality
 from twm_tf.envs import atari
+from twm_tf.envs import dream_render
 from twm_tf.models import distributions
 from twm_tf.models import dynamics as dynamics_lib
 
 STARTS = ("game", "recorded", "replay")
 _TANH_LIMIT = 1.0 - 1e-6  # |tanh r| is clipped here before arctanh: raw rewards stay finite.
-_KIND_COLORS = {"z": (66, 133, 244), "a": (234, 67, 53), "r": (52, 168, 83)}  # attention panel
-_HEADER = 18  # pixels of caption above each frame and the latent grid
 
 
 class _Predicted(NamedTuple):
@@ -142,15 +137,6 @@ def _graphs(run: restore.RunModels, latent: str) -> _Graphs:
         act=tf.function(lambda z, seed: distributions.sample_actions(actor(z), seed)),
         policy_logits=evaluation.policy_logits(wm.observation, actor),
     )
-
-
-def keys_to_action(game: str) -> dict[tuple[str, ...], int]:
-    """ALE's key map of `game` (w/a/s/d, space = FIRE, e = NOOP) over its minimal action set."""
-    gym.register_envs(ale_py)
-    env = gym.make(f"ALE/{game}-v5", full_action_space=False)
-    keys = dict(env.unwrapped.get_keys_to_action())
-    env.close()
-    return keys
 
 
 class DreamEnv(gym.Env):
@@ -282,17 +268,12 @@ class DreamEnv(gym.Env):
             if self._real_env is not None:
                 self._real_env.close()
             env = atari.from_config(config, training=False, seed=episode_seed)
+            rng = np.random.default_rng(episode_seed)
             context, start_obs = analysis_dream.warm_up(
-                self.run,
-                env,
-                self.context_steps,
-                np.random.default_rng(episode_seed),
-                self._graphs.policy_logits,
+                self.run, env, self.context_steps, rng, self._graphs.policy_logits
             )
-            if self.side_by_side:
-                self._real_env = env
-            else:
-                self._real_env = None
+            self._real_env = env if self.side_by_side else None
+            if not self.side_by_side:
                 env.close()
             description = f"{config.game} game seed {episode_seed} after {len(context.actions)} "
             return context, start_obs, description + "policy steps"
@@ -332,12 +313,9 @@ class DreamEnv(gym.Env):
             )
         action = int(action)
         k = state["steps"]
+        action_t = tf.constant([action], tf.int32)
         logits, reward_mean, discount, attention, state["cache"] = self._graphs.step(
-            state["cache"],
-            state["z"],
-            tf.constant([action], tf.int32),
-            state["prev_reward"],
-            state["reset"],
+            state["cache"], state["z"], action_t, state["prev_reward"], state["reset"]
         )
         predicted = self._graphs.sample_and_decode(logits, state["seeds"][2 * k + 1])
         reward_tanh, discount = float(reward_mean[0]), float(discount[0])
@@ -352,22 +330,9 @@ class DreamEnv(gym.Env):
             probs=predicted.probs[0],
         )
         attention = attention.numpy()
-        state["last"] = {
-            "action": action,
-            "reward_raw": reward_raw,
-            "reward_tanh": reward_tanh,
-            "discount": discount,
-            "terminated": terminated,
-            "attention": attention,
-        }
-        info = {
-            "z": predicted.z[0].numpy(),
-            "reward_raw": reward_raw,
-            "reward_tanh": reward_tanh,
-            "discount": discount,
-            "attention": attention.copy(),
-            "step": k + 1,
-        }
+        heads = {"reward_raw": reward_raw, "reward_tanh": reward_tanh, "discount": discount}
+        state["last"] = dict(heads, action=action, terminated=terminated, attention=attention)
+        info = {"z": predicted.z[0].numpy(), **heads, "attention": attention.copy(), "step": k + 1}
         if self._real_env is not None:
             info.update(self._real_step(action))
         reward = reward_raw if self.reward_scale == "raw" else reward_tanh
@@ -392,9 +357,12 @@ class DreamEnv(gym.Env):
         return self._state
 
     def get_keys_to_action(self) -> dict[tuple[str, ...], int]:
-        """The game's own key map (ALE's), for gymnasium.utils.play."""
+        """ALE's key map of the game (w/a/s/d, space = FIRE, e = NOOP), for gymnasium.utils.play."""
         if self._keys is None:
-            self._keys = keys_to_action(self.run.config.game)
+            gym.register_envs(ale_py)
+            ale = gym.make(f"ALE/{self.run.config.game}-v5", full_action_space=False)
+            self._keys = dict(ale.unwrapped.get_keys_to_action())
+            ale.close()
         return dict(self._keys)
 
     def set_latent(self, variable: int, value: int) -> None:
@@ -415,277 +383,17 @@ class DreamEnv(gym.Env):
         state["obs"] = analysis_dream.to_pixels(self._graphs.decode(state["z"])[0])
 
     def render(self) -> np.ndarray | None:
-        """[H, W, 3] uint8: the newest frame (the real one left of it with side_by_side) and the
-        panel: latent grid (rows: variables, columns: classes; brightness p(z), the class in z
-        blue), step, action, reward, discount and the action token's attention (mean over heads,
-        rows: layers, columns: the memory's z/a/r tokens, oldest left)."""
+        """[H, W, 3] uint8: the newest frame and the panel (dream_render.Renderer)."""
         if self.render_mode is None:
             gym.logger.warn("render() without render_mode: create the env with rgb_array")
             return None
-        return _Renderer(self).draw()
+        return dream_render.Renderer(self).draw(self._require_reset())
 
     def latent_at(self, x: float, y: float) -> tuple[int, int] | None:
         """(variable, class) of the latent grid cell at pixel (x, y) of `render`'s image."""
-        return _Renderer(self).latent_at(x, y)
+        return dream_render.Renderer(self).latent_at(x, y)
 
     def close(self) -> None:
         if self._real_env is not None:
             self._real_env.close()
             self._real_env = None
-
-
-class _Renderer:
-    """Draws a DreamEnv's state: frames, then the panel (latent grid, text, attention)."""
-
-    def __init__(self, env: DreamEnv):
-        config = env.run.config
-        self.env = env
-        self.frame = config.frame_size * env.zoom
-        frames = 2 if env.side_by_side else 1
-        self.panel_x = frames * (self.frame + 8)
-        vars_, classes = config.latent_vars, config.latent_classes
-        self.cell = int(np.clip(192 // max(vars_, classes), 4, 24))
-        keys = len(env.attention_tokens)
-        self.column = int(np.clip(432 // keys, 3, 12))
-        layers = config.dyn_layers
-        self.row = int(np.clip(120 // layers, 4, 12))
-        self.grid = (self.panel_x, _HEADER, classes * self.cell, vars_ * self.cell)  # x, y, w, h
-        self.text_y = _HEADER + self.grid[3] + 18
-        self.attention_y = self.text_y + 3 * 16 + 14
-        panel_w = max(self.grid[2], keys * self.column, 240) + 8 if env.panel else 0
-        panel_h = self.attention_y + layers * self.row + 30 if env.panel else 0
-        width, height = self.panel_x + panel_w, max(_HEADER + self.frame, panel_h) + 4
-        self.size = (-(-height // 16) * 16, -(-width // 16) * 16)  # video encoders want 16s
-
-    def latent_at(self, x: float, y: float) -> tuple[int, int] | None:
-        gx, gy, gw, gh = self.grid
-        if not self.env.panel or not (gx <= x < gx + gw and gy <= y < gy + gh):
-            return None
-        return int((y - gy) // self.cell), int((x - gx) // self.cell)
-
-    def draw(self) -> np.ndarray:
-        env, state = self.env, self.env._require_reset()  # noqa: SLF001 (its own renderer)
-        canvas = np.zeros((*self.size, 3), np.uint8)
-        last = state["last"]
-        dream_caption = "dream" if last is None else f"dream r={last['reward_raw']:+.2f}"
-        columns = [(dream_caption, state["obs"][-1])]
-        if env.side_by_side:
-            real = state["real"]
-            caption = "real: game over" if real["game_over"] else f"real r={real['reward']:+g}"
-            columns.insert(0, (caption, real["obs"][-1]))
-        for i, (caption, frame) in enumerate(columns):
-            x = i * (self.frame + 8)
-            image = cv2.resize(frame, (self.frame, self.frame), interpolation=cv2.INTER_NEAREST)
-            canvas[_HEADER : _HEADER + self.frame, x : x + self.frame] = image[..., None]
-            _text(canvas, caption, x + 2, _HEADER - 5)
-        if env.panel:
-            self._draw_panel(canvas, state)
-        return canvas
-
-    def _draw_panel(self, canvas: np.ndarray, state: dict) -> None:
-        gx, gy, gw, gh = self.grid
-        probs = state["probs"].numpy()  # [V, C]
-        chosen = state["z"].numpy()[0] > 0.5
-        grid = np.repeat(probs[..., None], 3, axis=-1) * 255.0
-        grid[chosen] = _KIND_COLORS["z"]
-        grid = cv2.resize(grid.astype(np.uint8), (gw, gh), interpolation=cv2.INTER_NEAREST)
-        canvas[gy : gy + gh, gx : gx + gw] = grid
-        _text(canvas, "z: variables x classes (click to set)", gx, gy - 5)
-        last, meanings = state["last"], self.env.action_meanings
-        lines = [f"step {state['steps']}"]
-        if last is not None:
-            end = "  terminal" if last["terminated"] else ""
-            lines = [
-                f"step {state['steps']}  {meanings[last['action']]}",
-                f"reward {last['reward_raw']:+.3f} (tanh {last['reward_tanh']:+.3f})",
-                f"discount {last['discount']:.3f}{end}",
-            ]
-        for i, line in enumerate(lines):
-            _text(canvas, line, gx, self.text_y + 16 * i)
-        self._draw_attention(canvas, None if last is None else last["attention"])
-
-    def _draw_attention(self, canvas: np.ndarray, attention: np.ndarray | None) -> None:
-        x0, y0, tokens = self.grid[0], self.attention_y, self.env.attention_tokens
-        _text(canvas, "attention of a_t per layer (z/a/r)", x0, y0 - 5)
-        layers = self.env.run.config.dyn_layers
-        weights = np.zeros([layers, len(tokens)]) if attention is None else attention.mean(1)
-        scale = weights / np.maximum(weights.max(axis=1, keepdims=True), 1e-9)
-        colors = np.array([_KIND_COLORS[token[0]] for token in tokens], np.float32)  # [keys, 3]
-        image = (scale[..., None] * colors[None]).astype(np.uint8)  # [layers, keys, 3]
-        w, h = len(tokens) * self.column, layers * self.row
-        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
-        canvas[y0 : y0 + h, x0 : x0 + w] = image
-        for i, token in enumerate(tokens):
-            x = x0 + i * self.column
-            if self.column >= 6:
-                _text(canvas, token[0], x, y0 + h + 10, 0.6, _KIND_COLORS[token[0]])
-            if token[0] == "z" and int(token[1:]) % 4 == 0:
-                _text(canvas, token[1:], x, y0 + h + 22, 0.6)
-
-
-def _text(canvas, text, x, y, scale=0.8, color=(255, 255, 255)) -> None:
-    cv2.putText(canvas, text, (int(x), int(y)), cv2.FONT_HERSHEY_PLAIN, scale, color, 1)
-
-
-def _pygame():
-    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    # SDL draws the window through OpenGL by default; Mesa's llvmpipe (Xvfb, machines without a
-    # GPU driver) then loads an LLVM that clashes with TensorFlow's and set_mode segfaults.
-    # Plain X11 blits are fast enough for a few hundred pixels at 15 frames per second.
-    os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
-    import pygame  # Only the windowed paths need it.
-
-    return pygame
-
-
-def _gymnasium_play():
-    """gymnasium.utils.play, imported without its warning about matplotlib's TkAgg backend
-    (it only serves PlayPlot, which the dream does not use)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*matplotlib is not installed")
-        from gymnasium.utils import play as gym_play
-
-    return gym_play
-
-
-def check_display(alternative: str = "") -> None:
-    """Raises RuntimeError unless pygame can open a real window (or SDL_VIDEODRIVER names one).
-
-    Without a display SDL silently falls back to its offscreen driver: a window nobody sees.
-    `alternative` ends the error's one line (what else the caller could do).
-    """
-    where = "run it on a desktop or under xvfb-run" + (f", {alternative}" if alternative else "")
-    linux_without_display = sys.platform.startswith("linux") and not any(
-        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")
-    )
-    if linux_without_display:  # Said before SDL prints its own complaints.
-        raise RuntimeError(f"no display to open a window on (DISPLAY is unset): {where}")
-    pygame = _pygame()
-    try:
-        pygame.display.init()
-    except pygame.error as error:
-        raise RuntimeError(f"no display to open a window on ({error}): {where}") from None
-    driver = pygame.display.get_driver()
-    if driver in ("offscreen", "dummy") and os.environ.get("SDL_VIDEODRIVER") != driver:
-        raise RuntimeError(
-            f"no display to open a window on (DISPLAY is {os.environ.get('DISPLAY') or 'unset'}, "
-            f"SDL found only its {driver!r} driver): {where}"
-        )
-
-
-class _MouseEdits:
-    """Sets the latent cell under the mouse on a click, and while button 1 is held (a drag)."""
-
-    def __init__(self, env: DreamEnv):
-        self.env = env
-
-    def __call__(self) -> None:
-        pygame = _pygame()
-        image_shape = _Renderer(self.env).size
-        positions = [e.pos for e in pygame.event.get(pygame.MOUSEBUTTONDOWN) if e.button == 1]
-        if pygame.mouse.get_pressed()[0]:
-            positions.append(pygame.mouse.get_pos())
-        width, height = pygame.display.get_surface().get_size()
-        # gymnasium.utils.play scales the image to fit and centres it.
-        scale = min(width / image_shape[1], height / image_shape[0])
-        left = (width - round(image_shape[1] * scale)) / 2
-        top = (height - round(image_shape[0] * scale)) / 2
-        for px, py in positions:
-            cell = self.env.latent_at((px - left) / scale, (py - top) / scale)
-            if cell is not None:
-                self.env.set_latent(*cell)
-
-
-def _caption(env: DreamEnv, who: str) -> str:
-    return f"twm-tf dream: {env.run.config.game} ({who}, {env.run.checkpoint})"
-
-
-def play_keyboard(env: gym.Env, *, fps: int, seed: int | None = None, on_step=None) -> None:
-    """Plays `env` (a DreamEnv, possibly wrapped) from the keyboard in a window until closed.
-
-    gymnasium.utils.play with the game's key map; no key is NOOP, Escape quits, a click on the
-    latent grid sets that cell. on_step(action, info, image) runs after every step (recording,
-    tests) with the rendered image after the step and any edit.
-
-    Raises:
-      RuntimeError: if there is no display (`check_display`).
-    """
-    check_display()
-    gym_play = _gymnasium_play()
-    dream_env = env.unwrapped
-    edit = _MouseEdits(dream_env)
-
-    def callback(obs_t, obs_tp1, action, reward, terminated, truncated, info):
-        del obs_t, obs_tp1, reward, terminated, truncated
-        edit()
-        if on_step is not None:
-            on_step(action, info, env.render())
-
-    keys = dream_env.get_keys_to_action()
-    env.reset(seed=seed)
-    env.step(0)  # Compiles the step (seconds at the paper's sizes) before the window opens.
-    _pygame().display.set_caption(_caption(dream_env, "keyboard"))
-    gym_play.play(env, fps=fps, zoom=1, callback=callback, keys_to_action=keys, seed=seed, noop=0)
-
-
-class _Window:
-    """A pygame window that shows rendered images at a pace; clicks on the latent grid edit z."""
-
-    def __init__(self, env: DreamEnv, image: np.ndarray):
-        check_display()
-        self._pygame, self._display = _pygame(), _gymnasium_play().display_arr
-        self._pygame.display.set_caption(_caption(env, "agent"))
-        self._screen = self._pygame.display.set_mode(image.shape[1::-1])
-        self._clock, self._edit = self._pygame.time.Clock(), _MouseEdits(env)
-
-    def show(self, image: np.ndarray, fps: int) -> bool:
-        """Shows `image` for 1 / fps s; False once Escape or the close button was pressed."""
-        pygame = self._pygame
-        self._display(self._screen, image, self._screen.get_size(), transpose=True)
-        pygame.display.flip()
-        self._edit()
-        events = pygame.event.get()
-        self._clock.tick(fps)
-        return not any(
-            e.type == pygame.QUIT or (e.type == pygame.KEYDOWN and e.key == pygame.K_ESCAPE)
-            for e in events
-        )
-
-    def close(self) -> None:
-        self._pygame.quit()
-
-
-def play_agent(env: gym.Env, *, steps: int, fps: int, window: bool, seed=None, on_step=None):
-    """The run's policy plays one dream of up to `steps` steps; returns the rendered images.
-
-    With `window` they are shown at `fps` (Escape or closing the window stops; clicks edit z).
-    on_step(action, info, image) runs after every step.
-
-    Raises:
-      RuntimeError: if `window` and there is no display (`check_display`).
-    """
-    dream_env = env.unwrapped
-    env.reset(seed=seed)
-    images = [env.render()]
-    shown = _Window(dream_env, images[0]) if window else None
-    for _ in range(steps):
-        if shown is not None and not shown.show(images[-1], fps):
-            break
-        action = dream_env.agent_action()
-        _, _, terminated, truncated, info = env.step(action)
-        images.append(env.render())
-        if on_step is not None:
-            on_step(action, info, images[-1])
-        if terminated or truncated:
-            break
-    if shown is not None:
-        shown.close()
-    return images
-
-
-def write_video(path: str, images: list[np.ndarray], fps: int) -> None:
-    """Writes [H, W, 3] uint8 images as an .mp4 (or a looping .gif) at `fps`."""
-    if path.endswith(".gif"):
-        imageio.mimwrite(path, images, duration=1000 / fps, loop=0)
-    else:
-        imageio.mimwrite(path, images, fps=fps, macro_block_size=16)

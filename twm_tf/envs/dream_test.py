@@ -25,6 +25,8 @@ from twm_tf.analysis import dream as analysis_dream  # noqa: E402
 from twm_tf.analysis import restore  # noqa: E402
 from twm_tf.analysis import world_model_quality  # noqa: E402
 from twm_tf.envs import dream  # noqa: E402
+from twm_tf.envs import dream_play  # noqa: E402
+from twm_tf.envs import dream_render  # noqa: E402
 from twm_tf.models import actor_critic  # noqa: E402
 
 _PONG_ACTIONS = 6  # NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE
@@ -221,7 +223,7 @@ class DreamEnvTest(testing.TestCase):
         _, _, _, _, info = both.step(2)
         self.assertEqual(info["real_obs"].shape, (4, 64, 64))
         self.assertIn("real_reward", info)
-        frame = both.render()[dream._HEADER : dream._HEADER + 256, :256, 0]  # noqa: SLF001
+        frame = both.render()[dream_render.HEADER : dream_render.HEADER + 256, :256, 0]
         self.assertAllEqual(frame[::4, ::4], info["real_obs"][-1])
 
     def test_one_line_errors(self):
@@ -267,7 +269,7 @@ class DreamEnvTest(testing.TestCase):
                 pygame.event.post(pygame.event.Event(pygame.QUIT))
 
         env = gymnasium.make(envs.DREAM_ID, run=self.models, render_mode="rgb_array")
-        dream.play_keyboard(env, fps=1000, seed=0, on_step=on_step)
+        dream_play.play_keyboard(env, fps=1000, seed=0, on_step=on_step)
         env.close()
         self.assertEqual(actions, [0, 2, 2, 4, 1, 0, 0, 3])
         self.assertEqual(images[0].shape, env.unwrapped.render().shape)
@@ -279,20 +281,20 @@ class DreamEnvTest(testing.TestCase):
         env.reset(seed=0)
         height, width = env.render().shape[:2]
         self.addCleanup(pygame.display.quit)
-        dream.check_display()  # the dummy driver was asked for
+        dream_play.check_display()  # the dummy driver was asked for
         pygame.display.set_mode((2 * width, 3 * height))  # scaled by 2 and centred vertically
         variable = 2
         value = (int(np.argmax(env._state["z"].numpy()[0, variable])) + 1) % 4  # noqa: SLF001
         x, y = self.cell_center(env, variable, value)
         pos = (2 * x, 2 * y + height / 2)
         pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=pos, button=1))
-        dream._MouseEdits(env)()  # noqa: SLF001
+        dream_play._MouseEdits(env)()  # noqa: SLF001
         self.assertEqual(np.argmax(env._state["z"].numpy()[0, variable]), value)  # noqa: SLF001
 
     def test_agent_plays_in_a_window(self):
         env = self.make()
         actions = []
-        images = dream.play_agent(
+        images = dream_play.play_agent(
             env, steps=3, fps=1000, window=True, seed=0, on_step=lambda a, i, im: actions.append(a)
         )
         self.assertLen(images, 4)
@@ -301,13 +303,13 @@ class DreamEnvTest(testing.TestCase):
     def test_agent_play_records_without_a_window(self):
         env = self.make()
         infos = []
-        images = dream.play_agent(
+        images = dream_play.play_agent(
             env, steps=4, fps=15, window=False, seed=0, on_step=lambda a, i, im: infos.append(i)
         )
         self.assertLen(images, 5)
         self.assertLen(infos, 4)
         path = os.path.join(self.create_tempdir().full_path, "dream.gif")
-        dream.write_video(path, images, fps=15)
+        dream_play.write_video(path, images, fps=15)
         self.assertGreater(os.path.getsize(path), 1_000)
 
 
