@@ -11,11 +11,9 @@ from absl.testing import absltest
 
 from twm_tf import config as config_lib
 from twm_tf import testing
-from twm_tf import world_model as world_model_lib
 from twm_tf.analysis import dream
 from twm_tf.analysis import restore
 from twm_tf.envs import atari
-from twm_tf.models import actor_critic
 from twm_tf.models import distributions
 
 _PONG_ACTIONS = 6
@@ -28,14 +26,10 @@ class DreamTest(testing.TestCase):
     def setUpClass(cls):
         """A Pong debug run dir (random weights) and one dream from it."""
         super().setUpClass()
-        tf.keras.utils.set_random_seed(0)
         cls.root = tempfile.mkdtemp()
         cls.config = config_lib.debug(game="Pong", dyn_dropout=0.0)
-        wm = world_model_lib.WorldModel(cls.config, _PONG_ACTIONS)
-        wm.build()
-        ac = actor_critic.ActorCritic(cls.config, _PONG_ACTIONS)
         run_dir = os.path.join(cls.root, "run")
-        restore.write_run(run_dir, cls.config, wm, ac)
+        testing.untrained_run(run_dir, cls.config, _PONG_ACTIONS)
         cls.models = restore.load_run(run_dir)
         cls.dream = dream.dream_from_run(cls.models, steps=_STEPS, warmup=_WARMUP, seed=1)
 

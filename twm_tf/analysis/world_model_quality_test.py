@@ -15,7 +15,6 @@ from twm_tf import testing
 from twm_tf import world_model as world_model_lib
 from twm_tf.analysis import restore
 from twm_tf.analysis import world_model_quality
-from twm_tf.models import actor_critic
 from twm_tf.models import distributions
 
 _HORIZON = 3
@@ -43,9 +42,7 @@ class WorldModelQualityTest(testing.TestCase):
         cls.config = config_lib.debug(
             game="Breakout", dyn_dropout=0.0, wm_batch=8, seq_len=6, obs_lr=1e-3, dyn_lr=1e-3
         )
-        wm = world_model_lib.WorldModel(cls.config, _BREAKOUT_ACTIONS)
-        wm.build()
-        ac = actor_critic.ActorCritic(cls.config, _BREAKOUT_ACTIONS)
+        wm, ac = testing.untrained_models(cls.config, _BREAKOUT_ACTIONS)
         cls.dirs = {name: os.path.join(cls.root, name) for name in ("untrained", "fitted")}
         restore.write_run(cls.dirs["untrained"], cls.config, wm, ac)
         _fit(wm, cls.config, updates=300)

@@ -10,7 +10,6 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import gymnasium  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl.testing import absltest  # noqa: E402
 from gymnasium.utils import env_checker  # noqa: E402
 
@@ -20,14 +19,12 @@ from twm_tf import envs  # noqa: E402
 from twm_tf import replay  # noqa: E402
 from twm_tf import testdata  # noqa: E402
 from twm_tf import testing  # noqa: E402
-from twm_tf import world_model as world_model_lib  # noqa: E402
 from twm_tf.analysis import dream as analysis_dream  # noqa: E402
 from twm_tf.analysis import restore  # noqa: E402
 from twm_tf.analysis import world_model_quality  # noqa: E402
 from twm_tf.envs import dream  # noqa: E402
 from twm_tf.envs import dream_play  # noqa: E402
 from twm_tf.envs import dream_render  # noqa: E402
-from twm_tf.models import actor_critic  # noqa: E402
 
 _PONG_ACTIONS = 6  # NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE
 _STEPS = 6
@@ -38,14 +35,10 @@ class DreamEnvTest(testing.TestCase):
     def setUpClass(cls):
         """A Pong debug-preset run dir (random weights) with the Pong recording as its replay."""
         super().setUpClass()
-        tf.keras.utils.set_random_seed(0)
         cls.root = tempfile.mkdtemp()
         cls.config = config_lib.debug(game="Pong", dyn_dropout=0.0)
-        wm = world_model_lib.WorldModel(cls.config, _PONG_ACTIONS)
-        wm.build()
-        ac = actor_critic.ActorCritic(cls.config, _PONG_ACTIONS)
         cls.run_dir = os.path.join(cls.root, "run")
-        prefix = restore.write_run(cls.run_dir, cls.config, wm, ac)
+        prefix = testing.untrained_run(cls.run_dir, cls.config, _PONG_ACTIONS)
         recording = testdata.load("Pong")
         buffer = replay.ReplayBuffer(capacity=len(recording.actions), tau=1.0, seed=0)
         testdata.add_to(buffer, recording)
