@@ -306,7 +306,8 @@ def bench_dream(config) -> dict:
         actor = actor_critic.Actor(config, len(meanings))
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))
     run = restore.RunModels(config, wm, actor, meanings, checkpoint="")
-    env = dream.DreamEnv(run=run, render_mode="rgb_array")
+    # Enough steps for the timed ones below under any preset's time limit (debug's is 200).
+    env = dream.DreamEnv(run=run, render_mode="rgb_array", max_steps=400)
     env.reset(seed=0)
     step = _median_seconds(lambda: env.step(env.agent_action()), 200, "dream")
     render = _median_seconds(env.render, 50)
