@@ -1,6 +1,6 @@
 """Writes freshly initialized twm-tf weights for the many-update comparison's two sides.
 
-    python -m tools.parity.make_init --size=small --num_actions=18 --out=/data/init-small.npz
+python -m tools.parity.make_init --size=small --num_actions=18 --out=/data/init-small.npz
 """
 
 from absl import app

@@ -36,9 +36,7 @@ class Plan:
         self.restarts = np.stack(
             [rng.choice(train, config.imag_starts, replace=False) for _ in range(ac_updates)]
         )
-        heldout = dataset_lib.window_starts(
-            HELDOUT_STEPS, self.length, 1, HELDOUT_WINDOWS, rng
-        )[0]
+        heldout = dataset_lib.window_starts(HELDOUT_STEPS, self.length, 1, HELDOUT_WINDOWS, rng)[0]
         self.heldout_starts = train + heldout
 
     def windows(self, starts: np.ndarray) -> dict[str, np.ndarray]:

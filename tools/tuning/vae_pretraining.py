@@ -39,7 +39,7 @@ MOVING_THRESHOLD = 25  # Of 255: a pixel this far from the median shows an objec
 
 
 def random_steps(config: config_lib.Config, steps: int, seed: int):
-    """Returns (num_actions, ReplayBuffer of `steps` random steps, their observations [T, S, H, W])."""
+    """Returns (num_actions, a ReplayBuffer of `steps` random steps, their obs [T, S, H, W])."""
     env = atari.from_config(config, training=True, seed=seed)
     rng = np.random.default_rng(seed)
     buffer = replay_lib.ReplayBuffer(capacity=steps, tau=float("inf"), seed=seed)

@@ -3,7 +3,6 @@
 import json
 import os
 
-from absl import flags
 from absl.testing import absltest
 from absl.testing import flagsaver
 

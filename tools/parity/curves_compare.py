@@ -1,0 +1,191 @@
+"""Compares the many-update curves of twm-tf and the original TWM code against their seeds' spread.
+
+    python -m tools.parity.curves_compare --twm_tf='/data/curves/twm_tf-*.npz' \
+        --original='/data/curves/orig-*.npz' --out_dir=docs/results/parity --name=curves-small
+
+Reads the runs of both codes (terms.Log files of curves_tf.py and curves_orig.py), smooths every
+per-update term with a moving mean over --window updates and writes <name>.png (one panel per
+term: each code's mean over seeds, a band from its seeds' min to max) and <name>.json.
+
+Rule: per term and code, the mean of each seed over the final --window updates (held-out terms:
+the value of the last evaluation) and the range of those over seeds (max - min). The term is
+"within spread" when the gap between the two codes' seed means is no larger than the larger of
+the two ranges: the codes differ by no more than a code's seeds differ from each other. The same
+rule is applied to each block of --window updates (each evaluation for held-out terms);
+`blocks_within` is the fraction of blocks that pass, i.e. how much of the curve agrees.
+"""
+
+import glob
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from tools.parity import terms
+from twm_tf import files
+
+_TWM_TF = flags.DEFINE_string("twm_tf", None, "Glob of twm-tf's runs (curves_tf.py).")
+_ORIGINAL = flags.DEFINE_string("original", None, "Glob of the original's runs (curves_orig.py).")
+_OUT_DIR = flags.DEFINE_string("out_dir", "docs/results/parity", "Where to write the results.")
+_NAME = flags.DEFINE_string("name", "curves-small", "File name of the .png and .json.")
+_WINDOW = flags.DEFINE_integer("window", 50, "Updates per moving mean and per final window.")
+for _flag in ("twm_tf", "original"):
+    flags.mark_flag_as_required(_flag)
+
+CODES = ("twm_tf", "original")
+COLORS = {"twm_tf": "tab:blue", "original": "tab:orange"}
+RULE = (
+    "within spread: |mean_twm_tf - mean_original| <= max(range_twm_tf, range_original), where a "
+    "code's mean and range (max - min) are over its seeds' final-window means (per-update terms: "
+    "mean of the last `window` updates; held-out terms: the last evaluation)"
+)
+
+
+def load_runs(pattern: str) -> list[dict]:
+    """Every run matching `pattern`, sorted by path: {"path", and each logged array}."""
+    runs = []
+    for path in sorted(glob.glob(pattern)):
+        with np.load(path) as data:
+            runs.append({"path": path, **{k: data[k] for k in data.files}})
+    return runs
+
+
+def series_names() -> list[str]:
+    """The compared series in panel order: world-model, held-out, then actor-critic terms."""
+    return (
+        [f"wm/{t}" for t in terms.WORLD_MODEL]
+        + [f"heldout/{t}" for t in terms.WORLD_MODEL]
+        + [f"ac/{t}" for t in terms.ACTOR_CRITIC]
+    )
+
+
+def moving_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """[len(x) - window + 1] means of `window` consecutive entries ('valid' windows)."""
+    window = min(window, len(x))
+    return np.convolve(x, np.ones(window) / window, mode="valid")
+
+
+def blocks(name: str, runs: list[dict], window: int) -> np.ndarray:
+    """[seeds, blocks] per-seed values the rule compares: block means of `window` updates, or
+    each evaluation for held-out terms. Runs of different length are cut to the shortest."""
+    arrays = [run[name] for run in runs]
+    length = min(len(a) for a in arrays)
+    x = np.stack([a[:length] for a in arrays]).astype(np.float64)
+    if name.startswith("heldout/"):
+        return x
+    count = max(length // window, 1)
+    return x[:, length - count * window :].reshape(len(runs), count, -1).mean(-1)
+
+
+def judge(values: dict[str, np.ndarray]) -> dict:
+    """The rule on {code: [seeds] values}: means, ranges, gap and verdict."""
+    out = {
+        code: {"seeds": v.tolist(), "mean": float(v.mean()), "range": float(np.ptp(v))}
+        for code, v in values.items()
+    }
+    if len(values) < 2 or any(len(v) < 2 for v in values.values()):
+        return {**out, "verdict": "insufficient runs (two codes with >= 2 seeds each)"}
+    gap = abs(out["twm_tf"]["mean"] - out["original"]["mean"])
+    spread = max(out["twm_tf"]["range"], out["original"]["range"])
+    verdict = "within spread" if gap <= spread else "outside spread"
+    ratio = gap / spread if spread > 0 else float("inf")
+    return {**out, "gap": gap, "spread": spread, "gap_over_spread": ratio, "verdict": verdict}
+
+
+def compare(runs: dict[str, list[dict]], window: int) -> dict:
+    """The report: per series the final-window judgement and the fraction of blocks within."""
+    report = {
+        "rule": RULE,
+        "window": window,
+        "runs": {code: [r["path"] for r in rs] for code, rs in runs.items()},
+        "terms": {},
+    }
+    present = {code: rs for code, rs in runs.items() if rs}
+    for name in series_names():
+        if not all(name in r for rs in present.values() for r in rs):
+            continue
+        per_code = {code: blocks(name, rs, window) for code, rs in present.items()}
+        entry = judge({code: b[:, -1] for code, b in per_code.items()})
+        count = min(b.shape[1] for b in per_code.values())
+        verdicts = [
+            judge({code: b[:, i] for code, b in per_code.items()})["verdict"] for i in range(count)
+        ]
+        if all(v in ("within spread", "outside spread") for v in verdicts):
+            entry["blocks_within"] = sum(v == "within spread" for v in verdicts) / count
+            entry["blocks_outside"] = [i for i, v in enumerate(verdicts) if v != "within spread"]
+        report["terms"][name] = entry
+    verdicts = {name: e["verdict"] for name, e in report["terms"].items()}
+    report["summary"] = {
+        verdict: sorted(n for n, v in verdicts.items() if v == verdict)
+        for verdict in sorted(set(verdicts.values()))
+    }
+    return report
+
+
+def plot(runs: dict[str, list[dict]], window: int, path: str) -> None:
+    import matplotlib  # noqa: PLC0415 (only plotting needs it)
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # noqa: PLC0415
+
+    names = [n for n in series_names() if any(n in r for rs in runs.values() for r in rs)]
+    cols = 4
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), dpi=100, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for code, rs in runs.items():
+            rs = [r for r in rs if name in r]
+            if not rs:
+                continue
+            length = min(len(r[name]) for r in rs)
+            if name.startswith("heldout/"):
+                x = rs[0]["heldout_step"][:length]
+                curves = np.stack([r[name][:length] for r in rs])
+                style = dict(marker="o", ms=3)
+            else:
+                curves = np.stack([moving_mean(r[name][:length], window) for r in rs])
+                x = np.arange(length - curves.shape[1], length) + 1
+                style = {}
+            color = COLORS[code]
+            ax.plot(x, curves.mean(0), color=color, lw=1.5, label=f"{code} ({len(rs)})", **style)
+            ax.fill_between(x, curves.min(0), curves.max(0), color=color, alpha=0.25, lw=0)
+        values = [r[name] for rs in runs.values() for r in rs if name in r]
+        low, high = min(v.min() for v in values), max(v.max() for v in values)
+        if low > 0 and high / low > 20:
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel(
+        f"update (world model, then actor-critic); moving mean of {window}; band: seeds' min-max",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": files.PNG_SOFTWARE})
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    runs = {"twm_tf": load_runs(_TWM_TF.value), "original": load_runs(_ORIGINAL.value)}
+    if not any(runs.values()):
+        raise app.UsageError("no run matches --twm_tf or --original")
+    os.makedirs(_OUT_DIR.value, exist_ok=True)
+    base = os.path.join(_OUT_DIR.value, _NAME.value)
+    report = compare(runs, _WINDOW.value)
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    plot(runs, _WINDOW.value, base + ".png")
+    for name, entry in report["terms"].items():
+        gap = f"gap/spread {entry['gap_over_spread']:.2f}" if "gap" in entry else ""
+        within = f"blocks within {entry['blocks_within']:.0%}" if "blocks_within" in entry else ""
+        print(f"{name:24s} {entry['verdict']:16s} {gap:18s} {within}")
+    print(f"wrote {base}.json, {base}.png")
+
+
+if __name__ == "__main__":
+    app.run(main)
