@@ -85,9 +85,11 @@ def judge(values: dict[str, np.ndarray]) -> dict:
         code: {"seeds": v.tolist(), "mean": float(v.mean()), "range": float(np.ptp(v))}
         for code, v in values.items()
     }
-    if len(values) < 2 or any(len(v) < 2 for v in values.values()):
-        return {**out, "verdict": "insufficient runs (two codes with >= 2 seeds each)"}
+    if len(values) < 2:
+        return {**out, "verdict": "insufficient runs (both codes needed)"}
     gap = abs(out["twm_tf"]["mean"] - out["original"]["mean"])
+    if any(len(v) < 2 for v in values.values()):
+        return {**out, "gap": gap, "verdict": "insufficient runs (>= 2 seeds per code)"}
     spread = max(out["twm_tf"]["range"], out["original"]["range"])
     verdict = "within spread" if gap <= spread else "outside spread"
     ratio = gap / spread if spread > 0 else float("inf")
@@ -153,7 +155,7 @@ def plot(runs: dict[str, list[dict]], window: int, path: str) -> None:
             ax.fill_between(x, curves.min(0), curves.max(0), color=color, alpha=0.25, lw=0)
         values = [r[name] for rs in runs.values() for r in rs if name in r]
         low, high = min(v.min() for v in values), max(v.max() for v in values)
-        if low > 0 and high / low > 20:
+        if not name.startswith("ac/") and low > 0 and high / low > 20:  # the first updates
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
@@ -181,7 +183,7 @@ def main(argv):
         json.dump(report, f, indent=2)
     plot(runs, _WINDOW.value, base + ".png")
     for name, entry in report["terms"].items():
-        gap = f"gap/spread {entry['gap_over_spread']:.2f}" if "gap" in entry else ""
+        gap = f"gap/spread {entry['gap_over_spread']:.2f}" if "spread" in entry else ""
         within = f"blocks within {entry['blocks_within']:.0%}" if "blocks_within" in entry else ""
         print(f"{name:24s} {entry['verdict']:16s} {gap:18s} {within}")
     print(f"wrote {base}.json, {base}.png")
