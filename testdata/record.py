@@ -29,23 +29,9 @@ def record(game: str, num_steps: int) -> testdata.Recording:
     """Plays `num_steps` uniformly random actions; returns them with what the env produced."""
     settings = testdata.RECORD_SETTINGS[game]
     env = atari.make(game, training=True, **settings)
-    rng = np.random.default_rng(settings["seed"])
-    frames = np.zeros((num_steps, 64, 64), np.uint8)
-    actions = rng.integers(env.num_actions, size=num_steps).astype(np.int32)
-    rewards = np.zeros(num_steps, np.float32)
-    terminated = np.zeros(num_steps, bool)
-    truncated = np.zeros(num_steps, bool)
-    is_first = np.zeros(num_steps, bool)
-    obs, is_first[0] = env.reset(), True
-    for i in range(num_steps):
-        frames[i] = obs[-1]
-        step = env.step(int(actions[i]))
-        rewards[i], terminated[i], truncated[i] = step.reward, step.terminated, step.truncated
-        if i + 1 < num_steps:
-            is_first[i + 1] = step.is_first
-        obs = step.obs
+    recording = testdata.play_random(env, num_steps, settings["seed"])
     env.close()
-    return testdata.Recording(frames, actions, rewards, terminated, truncated, is_first)
+    return recording
 
 
 def _check(game: str, recording: testdata.Recording) -> None:

@@ -46,16 +46,41 @@ def load(game: str = "Pong") -> Recording:
         return Recording(**{name: data[name] for name in Recording._fields})
 
 
-def stacks(recording: Recording, stack: int = 4) -> np.ndarray:
-    """Rebuilds the observations [T, stack, 64, 64] uint8 from single frames.
+def stack_indices(is_first: np.ndarray, stack: int = 4) -> np.ndarray:
+    """[T, stack] indices of the frames of each step's observation, oldest first.
 
     Frames before an episode's first step repeat that first frame, as the environment pads.
     """
-    num_steps = len(recording.frames)
-    episode_start = np.maximum.accumulate(np.where(recording.is_first, np.arange(num_steps), 0))
+    num_steps = len(is_first)
+    episode_start = np.maximum.accumulate(np.where(is_first, np.arange(num_steps), 0))
     offsets = np.arange(-stack + 1, 1)
-    index = np.maximum(np.arange(num_steps)[:, None] + offsets, episode_start[:, None])
-    return recording.frames[index]
+    return np.maximum(np.arange(num_steps)[:, None] + offsets, episode_start[:, None])
+
+
+def stacks(recording: Recording, stack: int = 4) -> np.ndarray:
+    """Rebuilds the observations [T, stack, 64, 64] uint8 from single frames."""
+    return recording.frames[stack_indices(recording.is_first, stack)]
+
+
+def play_random(env, num_steps: int, seed: int) -> Recording:
+    """Plays `num_steps` uniformly random actions (drawn from `seed`) in a training-mode
+    envs.atari.AtariEnv from its reset; returns them with what the env produced."""
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((num_steps, 64, 64), np.uint8)
+    actions = rng.integers(env.num_actions, size=num_steps).astype(np.int32)
+    rewards = np.zeros(num_steps, np.float32)
+    terminated = np.zeros(num_steps, bool)
+    truncated = np.zeros(num_steps, bool)
+    is_first = np.zeros(num_steps, bool)
+    obs, is_first[0] = env.reset(), True
+    for i in range(num_steps):
+        frames[i] = obs[-1]
+        step = env.step(int(actions[i]))
+        rewards[i], terminated[i], truncated[i] = step.reward, step.terminated, step.truncated
+        if i + 1 < num_steps:
+            is_first[i + 1] = step.is_first
+        obs = step.obs
+    return Recording(frames, actions, rewards, terminated, truncated, is_first)
 
 
 def add_to(buffer, recording: Recording) -> None:

@@ -108,10 +108,7 @@ def make(config: config_lib.Config, weights: dict, seed: int = 0) -> tuple[dict,
     rng = np.random.default_rng(seed)
     recording = testdata.load(GAME)
     steps, stack = len(recording.frames), config.frame_stack
-    episode_start = np.maximum.accumulate(np.where(recording.is_first, np.arange(steps), 0))
-    stack_index = np.maximum(  # [T, S] as testdata.stacks builds them
-        np.arange(steps)[:, None] + np.arange(-stack + 1, 1), episode_start[:, None]
-    )
+    stack_index = testdata.stack_indices(recording.is_first, stack)  # [T, S]
     dones = recording.terminated | recording.truncated
     length = world_model_lib.window_length(config)
     window_starts = _window_starts(dones, length, config.wm_batch, rng)

@@ -163,7 +163,7 @@ def run(modules: dict, config: dict, args) -> terms.Log:
     """curves_tf's run with the original; returns its Log."""
     data = dataset_lib.load(args.dataset)
     plan = plan_lib.Plan(data, argparse.Namespace(**config), args.wm_updates, args.ac_updates)
-    num_actions = int(data["actions"].max()) + 1
+    num_actions = int(data.actions.max()) + 1
     torch.manual_seed(args.seed)
     settings, wm, ac = torch_side.build_original(modules, config, num_actions)
     with np.load(args.init) as init:

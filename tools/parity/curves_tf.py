@@ -64,7 +64,7 @@ def main(argv):
     config = case_lib.config_for(_SIZE.value, seed=_SEED.value)
     data = dataset_lib.load(_DATASET.value)
     plan = plan_lib.Plan(data, config, _WM_UPDATES.value, _AC_UPDATES.value)
-    learner = learner_lib.Learner(config, int(data["actions"].max()) + 1)
+    learner = learner_lib.Learner(config, int(data.actions.max()) + 1)
     load_weights(learner, _INIT.value)
     wm, ac = learner.world_model, learner.actor_critic
 

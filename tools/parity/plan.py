@@ -9,6 +9,7 @@ the windows `ac_inputs(u)` returns, restarting rollouts from its observations.
 import numpy as np
 
 from tools.parity import dataset as dataset_lib
+from twm_tf import testdata
 
 HELDOUT_STEPS = 5_000
 HELDOUT_WINDOWS = 64
@@ -16,15 +17,16 @@ PLAN_SEED = 20261207  # The same windows for every seed of both codes.
 
 
 class Plan:
-    def __init__(self, data: dict, config, wm_updates: int, ac_updates: int):
+    def __init__(self, data: testdata.Recording, config, wm_updates: int, ac_updates: int):
         """Args:
-        data: dataset.load's arrays.
+        data: dataset.load's recording.
         config: anything with wm_batch, seq_len and imag_starts (a twm-tf Config).
         wm_updates, ac_updates: how many batches of each to plan.
         """
         self.data = data
         self.length = config.seq_len + 2  # context step, l trained steps, the last target
-        steps = len(data["frames"])
+        self.stack_index = testdata.stack_indices(data.is_first)  # [T, 4]
+        steps = len(data.frames)
         train = steps - HELDOUT_STEPS
         rng = np.random.default_rng(PLAN_SEED)
         self.wm_starts = dataset_lib.window_starts(
@@ -42,9 +44,9 @@ class Plan:
     def windows(self, starts: np.ndarray) -> dict[str, np.ndarray]:
         """Windows of `length` steps from `starts` [N]: frames [N, L, 4, 64, 64] and [N, L] rest."""
         index = starts[:, None] + np.arange(self.length)
-        out = {"frames": dataset_lib.stacks(self.data, index)}
+        out = {"frames": self.observations(index)}
         for name in ("actions", "rewards", "terminated", "truncated"):
-            out[name] = self.data[name][index]
+            out[name] = getattr(self.data, name)[index]
         return out
 
     def wm_windows(self, update: int) -> dict[str, np.ndarray]:
@@ -55,6 +57,8 @@ class Plan:
 
     def ac_inputs(self, update: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(windows to imagine from, restart observations [M, 4, 64, 64]) of AC update `update`."""
-        return self.windows(self.ac_starts[update]), dataset_lib.stacks(
-            self.data, self.restarts[update]
-        )
+        return self.windows(self.ac_starts[update]), self.observations(self.restarts[update])
+
+    def observations(self, index: np.ndarray) -> np.ndarray:
+        """[*index.shape, 4, 64, 64] uint8 observations of the steps at `index`."""
+        return self.data.frames[self.stack_index[index]]

@@ -24,6 +24,7 @@ from twm_tf import config as config_lib
 from twm_tf import learner as learner_lib
 from twm_tf import replay as replay_lib
 from twm_tf import schedule as schedule_lib
+from twm_tf import testdata
 from twm_tf.envs import atari
 from twm_tf.models import distributions
 
@@ -41,24 +42,11 @@ MOVING_THRESHOLD = 25  # Of 255: a pixel this far from the median shows an objec
 def random_steps(config: config_lib.Config, steps: int, seed: int):
     """Returns (num_actions, a ReplayBuffer of `steps` random steps, their obs [T, S, H, W])."""
     env = atari.from_config(config, training=True, seed=seed)
-    rng = np.random.default_rng(seed)
-    buffer = replay_lib.ReplayBuffer(capacity=steps, tau=float("inf"), seed=seed)
-    obs, first, observations = env.reset(), True, []
-    for _ in range(steps):
-        action = int(rng.integers(env.num_actions))
-        step = env.step(action)
-        buffer.add(
-            obs_or_frame=obs,
-            action=action,
-            reward=step.reward,
-            terminated=step.terminated,
-            truncated=step.truncated,
-            is_first=first,
-        )
-        observations.append(obs)
-        obs, first = step.obs, bool(step.is_first)
+    recording = testdata.play_random(env, steps, seed)
     env.close()
-    return env.num_actions, buffer, np.stack(observations)
+    buffer = replay_lib.ReplayBuffer(capacity=steps, tau=float("inf"), seed=seed)
+    testdata.add_to(buffer, recording)
+    return env.num_actions, buffer, testdata.stacks(recording, config.frame_stack)
 
 
 def reconstruction_errors(learner, observations: np.ndarray, moving: np.ndarray) -> dict:
