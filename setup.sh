@@ -27,14 +27,14 @@ apt_install() {  # Debian packages, as root or through sudo
 
 command -v bazel >/dev/null 2>&1 || apt_install bazel-bootstrap
 
-# The fused attention kernel of imagination (twm_tf/kernels), rebuilt when its source, build
+# The fused attention kernel of imagination (twm_tf/ops/kernels), rebuilt when its source, build
 # flags or the pinned TensorFlow change. Without it the Transformer-XL runs its TensorFlow ops.
 command -v g++ >/dev/null 2>&1 || apt_install g++
-kernel=twm_tf/kernels/_block_attention.so
+kernel=twm_tf/ops/kernels/_block_attention.so
 kernel_stamp=.venv/.kernel.sha256
-kernel_want=$(cat twm_tf/kernels/block_attention.{cc,py} requirements.txt | sha256sum | cut -d' ' -f1)
+kernel_want=$(cat twm_tf/ops/kernels/block_attention.{cc,py} requirements.txt | sha256sum | cut -d' ' -f1)
 if [[ ! -f "$kernel" || ! -f "$kernel_stamp" || "$(cat "$kernel_stamp")" != "$kernel_want" ]]; then
-  TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python3 -m twm_tf.kernels.block_attention >/dev/null
+  TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python3 -m twm_tf.ops.kernels.block_attention >/dev/null
   echo "$kernel_want" > "$kernel_stamp"
 fi
 echo "setup done: $(.venv/bin/python3 --version), bazel at $(command -v bazel), kernel $kernel"

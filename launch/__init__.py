@@ -50,10 +50,10 @@ def one_line_errors(*extra: type[BaseException]):
     FileNotFoundError (no config.json, no checkpoint) and `extra`; anything else is a bug and
     keeps its traceback.
     """
-    from twm_tf import checkpoint
+    from twm_tf.run import checkpoint
     from twm_tf import files
-    from twm_tf import run_dir
-    from twm_tf import run_lock
+    from twm_tf.run import run_dir
+    from twm_tf.run import run_lock
 
     try:
         yield
@@ -71,8 +71,8 @@ def one_line_errors(*extra: type[BaseException]):
 
 
 def load_run_or_fail(run_dir: str):
-    """The run's world model and policy (twm_tf.analysis.restore.load_run), or a one-line exit."""
-    from twm_tf.analysis import restore
+    """The run's world model and policy (twm_tf.run.restore.load_run), or a one-line exit."""
+    from twm_tf.run import restore
 
     with one_line_errors():
         return restore.load_run(run_dir)

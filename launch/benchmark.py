@@ -6,7 +6,7 @@
 
 Reports (median over --repeats after a warm-up call), with the CPU model, TensorFlow version,
 oneDNN and XLA state:
-  world_model   one world-model update on N windows of l + 2 steps, its FLOPs (twm_tf.flops) and
+  world_model   one world-model update on N windows of l + 2 steps, its FLOPs (twm_tf.dev.flops) and
                 achieved FLOP/s next to this machine's float32 matmul FLOP/s
   imagination   M x H imagination + critic and actor update, and the marginal cost per imagined
                 step at several horizons (flat = the cache works)
@@ -46,16 +46,16 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import agent as agent_lib
+from twm_tf import trainer as agent_lib
 from twm_tf import config as config_lib
 from twm_tf import distribute
-from twm_tf import evaluation
-from twm_tf import export
-from twm_tf import flops
+from twm_tf.evaluation import protocol as evaluation
+from twm_tf.deploy import export
+from twm_tf.dev import flops
 from twm_tf import imagination
 from twm_tf import precision
 from twm_tf import world_model as world_model_lib
-from twm_tf.analysis import restore
+from twm_tf.run import restore
 from twm_tf.envs import atari
 from twm_tf.envs import dream
 from twm_tf.models import actor_critic

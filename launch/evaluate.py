@@ -13,7 +13,7 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import evaluation
+from twm_tf.evaluation import protocol as evaluation
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
 _EPISODES = flags.DEFINE_integer(

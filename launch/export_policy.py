@@ -4,15 +4,15 @@
     python launch/play.py --policy=runs/pong/policy --episodes=10   # needs no twm_tf
     python launch/play.py --policy=runs/pong/policy --runtime=litert --threads=2   # nor TF
 
-The latest checkpoint in <run_dir>/checkpoints is exported; see twm_tf/export.py for the
-SavedModel's signatures and metadata, twm_tf/litert_policy.py for its policy.tflite.
+The latest checkpoint in <run_dir>/checkpoints is exported; see twm_tf/deploy/export.py for the
+SavedModel's signatures and metadata, twm_tf/deploy/litert_policy.py for its policy.tflite.
 """
 
 from absl import app
 from absl import flags
 
 import launch
-from twm_tf import export
+from twm_tf.deploy import export
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
 _OUTPUT = flags.DEFINE_string(

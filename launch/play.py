@@ -174,7 +174,7 @@ def _fail(message: str) -> None:
     raise SystemExit(f"play: {message}")
 
 
-# What play reads from assets/metadata.json (twm_tf/export.py `metadata`), by type.
+# What play reads from assets/metadata.json (twm_tf/deploy/export.py `metadata`), by type.
 _METADATA_FIELDS = {
     "game": str,
     "action_meanings": list,

@@ -13,8 +13,8 @@ from absl.testing import parameterized
 
 from launch import play
 from twm_tf import config as config_lib
-from twm_tf import export
-from twm_tf import testing
+from twm_tf.deploy import export
+from twm_tf.dev import testing
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
 from twm_tf.models import observation

@@ -10,8 +10,8 @@ from absl import flags
 
 import launch
 from twm_tf import files
-from twm_tf import report
-from twm_tf import report_output
+from twm_tf.evaluation import report
+from twm_tf.evaluation import report_output
 
 _RUNS = flags.DEFINE_string("runs", None, "Glob of launch.train run directories to report.")
 _PUBLISHED = flags.DEFINE_string(

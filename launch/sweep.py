@@ -21,9 +21,9 @@ import launch
 from twm_tf import config as config_lib
 from twm_tf import files
 from twm_tf import games as games_lib
-from twm_tf import report
-from twm_tf import report_output
-from twm_tf import sweep
+from twm_tf.evaluation import report
+from twm_tf.evaluation import report_output
+from twm_tf.run import sweep
 
 _ROOT = flags.DEFINE_string("root", None, "Directory of the grid's run directories.")
 _GAMES = flags.DEFINE_list("games", list(games_lib.GAMES), "Games (default: the 26 of Atari 100k).")

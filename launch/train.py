@@ -10,9 +10,9 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import agent as agent_lib
+from twm_tf import trainer as agent_lib
 from twm_tf import config as config_lib
-from twm_tf import run_dir as run_dir_lib
+from twm_tf.run import run_dir as run_dir_lib
 
 _GAME = flags.DEFINE_string("game", None, "Atari 100k game, e.g. Pong (default: the preset's).")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Checkpoints, TensorBoard logs, eval.json.")

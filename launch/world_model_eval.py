@@ -14,8 +14,8 @@ from absl import flags
 
 import launch
 from twm_tf import files
-from twm_tf import run_dir as run_dir_lib
-from twm_tf import testdata
+from twm_tf.run import run_dir as run_dir_lib
+from twm_tf.dev import testdata
 from twm_tf.analysis import world_model_quality
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")

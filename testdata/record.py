@@ -1,4 +1,4 @@
-"""Records the Atari test sequences testdata/<game>.npz (format: twm_tf/testdata.py).
+"""Records the Atari test sequences testdata/<game>.npz (format: twm_tf/dev/testdata.py).
 
 Each recording is a training-mode run of uniformly random actions with the game's
 `testdata.RECORD_SETTINGS`, so tests can replay it in the environment. Run from the repository root:
@@ -13,7 +13,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from twm_tf import testdata
+from twm_tf.dev import testdata
 from twm_tf.envs import atari
 
 _GAMES = flags.DEFINE_list("games", list(testdata.GAMES), "Games to record.")

@@ -7,8 +7,8 @@ from tools import bazel_summary
 _LOG = """\
 INFO: Build completed, 1 test FAILED, 5 total actions
 //twm_tf:config_test                                            PASSED in 3.1s
-//twm_tf:replay_test                                   (cached) PASSED in 9.0s
-//twm_tf:agent_test                                             FAILED in 2 out of 2 in 40.1s
+//twm_tf:replay/buffer_test                                   (cached) PASSED in 9.0s
+//twm_tf:trainer_test                                             FAILED in 2 out of 2 in 40.1s
 //twm_tf/models:dynamics_test                                   TIMEOUT in 300.0s
 //twm_tf/models:observation_test                                FLAKY, failed in 1 out of 2
 //launch:train_test                                    FAILED TO BUILD

@@ -7,7 +7,7 @@ import os
 from absl.testing import absltest
 
 from twm_tf import files
-from twm_tf import testing
+from twm_tf.dev import testing
 
 
 class AtomicWriteTest(testing.TestCase):

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from twm_tf import config as config_lib
-from twm_tf import gumbel
+from twm_tf.ops import gumbel
 from twm_tf.models import actor_critic
 from twm_tf.models import dynamics
 from twm_tf.models import distributions

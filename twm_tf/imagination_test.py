@@ -7,7 +7,7 @@ from absl.testing import parameterized
 
 from twm_tf import config as config_lib
 from twm_tf import imagination
-from twm_tf import testing
+from twm_tf.dev import testing
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 from twm_tf.models import dynamics

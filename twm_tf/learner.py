@@ -14,13 +14,13 @@ run draws the same seeds as an uninterrupted one.
 import numpy as np
 import tensorflow as tf
 
-from twm_tf import checkpoint as checkpoint_lib
+from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import distribute
-from twm_tf import evaluation
+from twm_tf.evaluation import protocol as evaluation
 from twm_tf import imagination
 from twm_tf import precision
-from twm_tf import replay as replay_lib
+from twm_tf.replay import buffer as replay_lib
 from twm_tf import seeding
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic

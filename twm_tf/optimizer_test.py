@@ -6,7 +6,7 @@ from absl.testing import absltest
 
 from twm_tf import config as config_lib
 from twm_tf import optimizer
-from twm_tf import testing
+from twm_tf.dev import testing
 
 
 class OptimizerTest(testing.TestCase):

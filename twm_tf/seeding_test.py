@@ -6,7 +6,7 @@ import numpy as np
 from absl.testing import absltest
 
 from twm_tf import seeding
-from twm_tf import testing
+from twm_tf.dev import testing
 
 
 class SeedingTest(testing.TestCase):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from twm_tf import config as config_lib
-from twm_tf import testdata
+from twm_tf.dev import testdata
 from twm_tf import world_model as world_model_lib
 
 GAME = "Breakout"

@@ -2,7 +2,7 @@
 
     python -m tools.parity.record_dataset --game=Boxing --steps=25000 --out=/data/boxing-25k.npz
 
-The file is a `twm_tf.testdata.Recording` of uniformly random training-mode steps (the format of
+The file is a `twm_tf.dev.testdata.Recording` of uniformly random training-mode steps (the format of
 the recordings in testdata/: every step once, its newest frame, `testdata.stack_indices`
 rebuilds the observations). NumPy only, so the torch side reads it too. `window_starts` draws the
 batches' window starts once, so both codes train on the same windows in the same order.
@@ -10,7 +10,7 @@ batches' window starts once, so both codes train on the same windows in the same
 
 import numpy as np
 
-from twm_tf import testdata
+from twm_tf.dev import testdata
 
 
 def load(path: str) -> testdata.Recording:

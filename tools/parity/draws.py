@@ -1,7 +1,7 @@
 """The random draws of one update, recorded from twm-tf and replayed into either code.
 
 Every sample twm-tf takes (latents, actions) is argmax(logits + Gumbel noise), all of that noise
-comes from `twm_tf.gumbel.noise`, and every dropout mask from `models.dropout.Dropout`.
+comes from `twm_tf.ops.gumbel.noise`, and every dropout mask from `models.dropout.Dropout`.
 `Draws.inject()` replaces both for the duration of a block: in record mode each call gets fresh
 draws from a NumPy generator (float32 Gumbel noise; Bernoulli keep masks at the layer's rate), in
 replay mode the recorded arrays come back in call order (their shapes are checked). The torch
@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from tools.parity import draws_file
-from twm_tf import gumbel
-from twm_tf.models import dropout as dropout_lib
+from twm_tf.ops import gumbel
+from twm_tf.ops import dropout as dropout_lib
 
 
 def dropout_sites(dynamics) -> dict[int, str]:

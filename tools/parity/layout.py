@@ -2,7 +2,7 @@
 
 NumPy only: the torch side (another venv, no TensorFlow) imports it too. Keys are twm-tf's
 `<model>/<path>` (models "observation", "dynamics", "actor", "critic"; paths as
-`twm_tf.checkpoint.variables_by_path` keys them); values name the parameter of the original's
+`twm_tf.run.checkpoint.variables_by_path` keys them); values name the parameter of the original's
 module (`obs_model`, `dyn_model`, `actor_model`, `critic_model`) and the layout change:
 
     dense          Keras kernel [in, out]                 <-> nn.Linear weight [out, in]

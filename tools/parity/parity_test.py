@@ -16,7 +16,7 @@ from tools.parity import case as case_lib
 from tools.parity import diff
 from tools.parity import draws as draws_lib
 from tools.parity import twm_update
-from twm_tf import testing
+from twm_tf.dev import testing
 
 _FIXTURE = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "testdata", "parity", "tiny"

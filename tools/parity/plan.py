@@ -9,7 +9,7 @@ the windows `ac_inputs(u)` returns, restarting rollouts from its observations.
 import numpy as np
 
 from tools.parity import dataset as dataset_lib
-from twm_tf import testdata
+from twm_tf.dev import testdata
 
 HELDOUT_STEPS = 5_000
 HELDOUT_WINDOWS = 64

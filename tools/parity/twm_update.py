@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tools.parity import case as case_lib
 from tools.parity import draws as draws_lib
-from twm_tf import checkpoint
+from twm_tf.run import checkpoint
 from twm_tf import imagination
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic

@@ -22,9 +22,9 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import learner as learner_lib
-from twm_tf import replay as replay_lib
+from twm_tf.replay import buffer as replay_lib
 from twm_tf import schedule as schedule_lib
-from twm_tf import testdata
+from twm_tf.dev import testdata
 from twm_tf.envs import atari
 from twm_tf.models import distributions
 

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from twm_tf import evaluation
-from twm_tf.analysis import restore
+from twm_tf.evaluation import protocol as evaluation
+from twm_tf.run import restore
 from twm_tf.analysis import world_model_quality
 from twm_tf.envs import atari
 from twm_tf.models import dynamics as dynamics_lib

@@ -22,11 +22,11 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from twm_tf import evaluation
+from twm_tf.evaluation import protocol as evaluation
 from twm_tf import files
-from twm_tf import testdata
+from twm_tf.dev import testdata
 from twm_tf import world_model as world_model_lib
-from twm_tf.analysis import restore
+from twm_tf.run import restore
 from twm_tf.envs import atari
 from twm_tf.models import observation
 from twm_tf.models import distributions

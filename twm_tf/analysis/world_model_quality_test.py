@@ -9,11 +9,11 @@ import tensorflow as tf
 from absl.testing import absltest
 
 from twm_tf import config as config_lib
-from twm_tf import replay as replay_lib
-from twm_tf import testdata
-from twm_tf import testing
+from twm_tf.replay import buffer as replay_lib
+from twm_tf.dev import testdata
+from twm_tf.dev import testing
 from twm_tf import world_model as world_model_lib
-from twm_tf.analysis import restore
+from twm_tf.run import restore
 from twm_tf.analysis import world_model_quality
 from twm_tf.models import distributions
 

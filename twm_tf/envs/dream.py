@@ -27,12 +27,12 @@ import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
 
-from twm_tf import checkpoint as checkpoint_lib
-from twm_tf import evaluation
-from twm_tf import replay_file
-from twm_tf import testdata
+from twm_tf.run import checkpoint as checkpoint_lib
+from twm_tf.evaluation import protocol as evaluation
+from twm_tf.replay import file_format as replay_file
+from twm_tf.dev import testdata
 from twm_tf.analysis import dream as analysis_dream
-from twm_tf.analysis import restore
+from twm_tf.run import restore
 from twm_tf.analysis import world_model_quality
 from twm_tf.envs import atari
 from twm_tf.envs import dream_render

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import optimizer
-from twm_tf.models import activations
+from twm_tf.ops import activations
 from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers

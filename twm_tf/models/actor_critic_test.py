@@ -9,7 +9,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf import config as config_lib
-from twm_tf import testing
+from twm_tf.dev import testing
 from twm_tf.models import actor_critic as ac_lib
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import distributions

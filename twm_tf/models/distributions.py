@@ -8,7 +8,7 @@ discount head (Bernoulli over the discount target) and the policy (Categorical o
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from twm_tf import gumbel
+from twm_tf.ops import gumbel
 
 tfd = tfp.distributions
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from twm_tf import testing
+from twm_tf.dev import testing
 from twm_tf.models import distributions
 
 

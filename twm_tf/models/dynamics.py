@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import config as config_lib
-from twm_tf.models import activations
+from twm_tf.ops import activations
 from twm_tf.models import distributions
-from twm_tf.models import dropout as dropout_lib
+from twm_tf.ops import dropout as dropout_lib
 from twm_tf.models import initializers
 from twm_tf.models import transformer_xl
 

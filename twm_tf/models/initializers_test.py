@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import config as config_lib
-from twm_tf import testing
+from twm_tf.dev import testing
 from twm_tf.models import actor_critic
 from twm_tf.models import dynamics
 from twm_tf.models import initializers

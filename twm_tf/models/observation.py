@@ -7,12 +7,12 @@ import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
-from twm_tf.models import activations
-from twm_tf.models import conv_forms
+from twm_tf.ops import activations
+from twm_tf.ops import conv_forms
 from twm_tf.models import distributions
 from twm_tf.models import entropy as entropy_lib
 from twm_tf.models import initializers
-from twm_tf.models import recompute
+from twm_tf.ops import recompute
 
 # Spatial sizes of the two conv stacks, fixed by the kernels and strides for 64x64 frames (valid
 # padding): encoder 64 -> 31 -> 14 -> 6 -> 2, decoder 1 -> 5 -> 13 -> 30 -> 64.

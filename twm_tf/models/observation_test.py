@@ -10,8 +10,8 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from twm_tf import config as config_lib
-from twm_tf import testdata
-from twm_tf import testing
+from twm_tf.dev import testdata
+from twm_tf.dev import testing
 from twm_tf.models import observation
 from twm_tf.models import distributions
 

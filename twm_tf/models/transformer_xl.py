@@ -7,11 +7,11 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from twm_tf.kernels import block_attention
-from twm_tf.models import activations
-from twm_tf.models import dropout as dropout_lib
+from twm_tf.ops.kernels import block_attention
+from twm_tf.ops import activations
+from twm_tf.ops import dropout as dropout_lib
 from twm_tf.models import initializers
-from twm_tf.models import layer_norm
+from twm_tf.ops import layer_norm
 
 # Projected keys and values of M earlier tokens as consecutive parts, oldest first:
 # (key parts, value parts), each part [heads, B, M_i, head_dim] with sum M_i = M. Heads lead, so

@@ -1,5 +1,5 @@
 """Forward + backward time of each VAE convolution at the paper's shapes, Keras's layer against
-the forms in twm_tf/models/conv_forms.py (N = 1,600 frame stacks, float32, median of 5).
+the forms in twm_tf/ops/conv_forms.py (N = 1,600 frame stacks, float32, median of 5).
 
     .venv/bin/python docs/results/bench/vae_layer_microbench.py
     ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python docs/results/bench/vae_layer_microbench.py
@@ -16,7 +16,7 @@ import tensorflow as tf
 
 sys.path.insert(0, ".")
 from launch import benchmark  # noqa: E402
-from twm_tf.models import conv_forms  # noqa: E402
+from twm_tf.ops import conv_forms  # noqa: E402
 
 N = 1600
 CONV, DECONV = keras.layers.Conv2D, keras.layers.Conv2DTranspose

@@ -10,7 +10,7 @@ in replay_recency.txt):
 
 import numpy as np
 
-from twm_tf import sampling
+from twm_tf.replay import sampling
 
 
 def recency(total, prefill, env_steps_per_train_step, starts_per_step, tau, seed=0):

@@ -1,0 +1,1 @@
+"""Deployment: the policy as a SavedModel and as a LiteRT model."""

@@ -1,0 +1,1 @@
+"""Development tools: test helpers, recorded fixtures and the FLOP counter."""

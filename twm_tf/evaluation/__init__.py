@@ -1,0 +1,1 @@
+"""Evaluation: the real-game protocol, learning curves and the multi-run report."""

@@ -1,0 +1,1 @@
+"""CPU substitutes that compute what a standard layer or op computes, faster."""
