@@ -45,28 +45,16 @@ def fail(error: object) -> None:
 def one_line_errors(*extra: type[BaseException]):
     """Ends the binary with `fail`'s one line for every error that names a bad input.
 
-    Those are twm_tf's errors about files and run directories (files.FileError for a file that
-    is missing, malformed or in the way of an output, the checkpoint and run-directory errors),
-    FileNotFoundError (no config.json, no checkpoint) and `extra`; anything else is a bug and
-    keeps its traceback.
+    Those are twm_tf's errors.RunError (a file that is missing, malformed or in the way of an
+    output, a damaged checkpoint, a run directory of another config or locked by a live run, a
+    diverged run), FileNotFoundError (no config.json, no checkpoint) and `extra`; anything else
+    is a bug and keeps its traceback.
     """
-    from twm_tf.run import checkpoint
-    from twm_tf import files
-    from twm_tf.run import run_dir
-    from twm_tf.run import run_lock
+    from twm_tf import errors
 
     try:
         yield
-    except (
-        files.FileError,
-        FileNotFoundError,
-        checkpoint.CheckpointMismatch,
-        checkpoint.NoUsableCheckpoint,
-        checkpoint.SaveFailed,
-        run_dir.RunDirError,
-        run_lock.RunDirLocked,
-        *extra,
-    ) as error:
+    except (errors.RunError, FileNotFoundError, *extra) as error:
         fail(error)
 
 

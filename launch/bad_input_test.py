@@ -24,13 +24,13 @@ from absl.testing import absltest
 
 from launch import in_process
 from twm_tf import config as config_lib
+from twm_tf import world_model as world_model_lib
 from twm_tf.deploy import export
+from twm_tf.dev import testing
+from twm_tf.models import actor_critic
+from twm_tf.run import restore
 from twm_tf.run import run_dir as run_dir_lib
 from twm_tf.run import run_lock
-from twm_tf.dev import testing
-from twm_tf import world_model as world_model_lib
-from twm_tf.run import restore
-from twm_tf.models import actor_critic
 
 
 class Row(NamedTuple):

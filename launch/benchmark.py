@@ -12,7 +12,7 @@ oneDNN and XLA state:
                 step at several horizons (flat = the cache works)
   policy        one encoder + actor step at batch 1: in process, the exported SavedModel, and its
                 LiteRT model (policy.tflite) on 1 and 2 threads
-  train_step    one train step as the agent runs it (replay sampling, host-to-device, world-model
+  train_step    one train step as the trainer runs it (replay sampling, host-to-device, world-model
                 update, imagination, actor-critic) on a buffer of prefill_steps random steps;
                 env steps per second with the policy acting; retracing after warm-up (must be 0)
   evaluation    --eval_games evaluation games with the (random-weight) policy, batched
@@ -46,21 +46,22 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import trainer as agent_lib
-from twm_tf import config as config_lib
+from twm_tf import acting
+from twm_tf import config_flags
 from twm_tf import distribute
-from twm_tf.evaluation import protocol as evaluation
-from twm_tf.deploy import export
-from twm_tf.dev import flops
 from twm_tf import imagination
 from twm_tf import precision
+from twm_tf import trainer as trainer_lib
 from twm_tf import world_model as world_model_lib
-from twm_tf.run import restore
+from twm_tf.deploy import export
+from twm_tf.dev import flops
 from twm_tf.envs import atari
 from twm_tf.envs import dream
+from twm_tf.evaluation import protocol as evaluation
 from twm_tf.models import actor_critic
-from twm_tf.models import observation
 from twm_tf.models import distributions
+from twm_tf.models import observation
+from twm_tf.run import restore
 
 _SECTIONS = ["world_model", "imagination", "policy", "train_step", "evaluation", "dream"]
 _ONLY = flags.DEFINE_multi_enum("only", _SECTIONS, _SECTIONS, "Benchmarks to run.")
@@ -70,7 +71,7 @@ _NUM_ACTIONS = flags.DEFINE_integer("num_actions", 18, "Action count (18 = full 
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", None, "Also profile one call per section into DIR/<section> (see above)."
 )
-config_lib.define_flags()
+config_flags.define_flags()
 
 
 def _median_seconds(fn, repeats: int, profile: str | None = None) -> float:
@@ -214,13 +215,13 @@ def bench_policy(config) -> dict:
     """Encoder + actor at batch 1 (random float32 weights): in process, SavedModel and LiteRT."""
     size = config.frame_size
     with precision.policy("float32"):
-        obs_model = observation.ObservationModel(config)
-        actor = actor_critic.Actor(config, _NUM_ACTIONS.value)
+        obs_model = observation.ObservationModel.from_twm_config(config)
+        actor = actor_critic.Actor.from_twm_config(config, _NUM_ACTIONS.value)
     frames = tf.constant(
         np.random.default_rng(0).integers(0, 256, [1, config.frame_stack, size, size]), tf.uint8
     )
 
-    act = evaluation.policy_function(obs_model, actor)  # as the agent acts
+    act = acting.policy_function(obs_model, actor)  # as the trainer acts
     seed = tf.constant([0, 1], tf.int64)
     results = {
         "policy_step_in_process_ms": 1e3 * _median_seconds(lambda: act(frames, seed), 200, "policy")
@@ -232,7 +233,7 @@ def bench_policy(config) -> dict:
         script = (
             "import json, sys, tensorflow as tf\n"
             "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
-            "from twm_tf import export\n"
+            "from twm_tf.deploy import export\n"
             "print(json.dumps(export.measure_latency(sys.argv[1], iterations=1000)))\n"
         )
         out = subprocess.run(
@@ -247,30 +248,32 @@ def bench_policy(config) -> dict:
 
 
 def bench_train_step(config) -> dict:
-    """The agent's own train step and acting loop on a buffer of random prefill steps."""
+    """The trainer's own train step and acting loop on a buffer of random prefill steps."""
     # Room for the prefill, the acting steps and more (a debug config's budget is smaller).
     config = config.replace(env_steps=max(config.env_steps, config.prefill_steps + 2_000))
     with tempfile.TemporaryDirectory() as run_dir:
-        agent = agent_lib.Agent(config, run_dir)
-        agent.writer = tf.summary.create_noop_writer()  # Episode summaries go nowhere.
+        trainer = trainer_lib.Trainer(config, run_dir)
+        trainer.writer = tf.summary.create_noop_writer()  # Episode summaries go nowhere.
         rng = np.random.default_rng(0)
         start = time.perf_counter()
         for _ in range(config.prefill_steps):
-            agent._env_step(int(rng.integers(agent.num_actions)))  # noqa: SLF001
+            trainer._env_step(int(rng.integers(trainer.num_actions)))  # noqa: SLF001
         random_rate = config.prefill_steps / (time.perf_counter() - start)
-        learner = agent.learner
-        seconds = _median_seconds(lambda: learner.train(agent.replay), _REPEATS.value, "train_step")
+        learner = trainer.learner
+        seconds = _median_seconds(
+            lambda: learner.train(trainer.replay), _REPEATS.value, "train_step"
+        )
         traces = learner.tracing_count()
 
         def act():
-            agent._env_step(learner.act(agent.obs))  # noqa: SLF001
+            trainer._env_step(learner.act(trainer.loop.obs))  # noqa: SLF001
 
         act()
         start, steps = time.perf_counter(), 1_000
         for _ in range(steps):
             act()
         policy_rate = steps / (time.perf_counter() - start)
-        learner.train(agent.replay)  # After acting: new replay contents, same shapes.
+        learner.train(trainer.replay)  # After acting: new replay contents, same shapes.
         retraces = learner.tracing_count() - traces
         return {
             "train_step_s": seconds,
@@ -282,9 +285,9 @@ def bench_train_step(config) -> dict:
 
 def bench_evaluation(config) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
-        agent = agent_lib.Agent(config, run_dir)
-        logits = agent.learner.policy_logits
-        logits(agent.obs[None])
+        trainer = trainer_lib.Trainer(config, run_dir)
+        logits = trainer.learner.policy_logits
+        logits(trainer.loop.obs[None])
         start = time.perf_counter()
         result = evaluation.evaluate(logits, config, _EVAL_GAMES.value, seed=0)
         seconds = time.perf_counter() - start
@@ -303,9 +306,9 @@ def bench_dream(config) -> dict:
     with precision.policy("float32"):
         wm = world_model_lib.WorldModel(config, len(meanings))
         wm.build()
-        actor = actor_critic.Actor(config, len(meanings))
+        actor = actor_critic.Actor.from_twm_config(config, len(meanings))
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))
-    run = restore.RunModels(config, wm, actor, meanings, checkpoint="")
+    run = restore.RunModels(config, wm, wm.observation, actor, meanings, checkpoint="")
     # Enough steps for the timed ones below under any preset's time limit (debug's is 200).
     env = dream.DreamEnv(run=run, render_mode="rgb_array", max_steps=400)
     env.reset(seed=0)
@@ -335,7 +338,7 @@ def main(argv):
     if _PROFILE_DIR.value:
         # Read when TensorFlow creates its CPU allocator, at the first op (not run yet).
         os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
-    config = config_lib.from_flags()
+    config = config_flags.from_flags()
     distribute.strategy(config.replicas)  # Splits the CPU for --config.replicas before TF starts.
     keras.mixed_precision.set_global_policy(config.precision)
     rng = np.random.default_rng(0)

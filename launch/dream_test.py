@@ -12,8 +12,8 @@ from absl.testing import absltest
 
 from twm_tf import config as config_lib
 from twm_tf import world_model as world_model_lib
-from twm_tf.run import restore
 from twm_tf.models import actor_critic
+from twm_tf.run import restore
 
 # TensorFlow's C++ start-up lines and ale-py's banner, which Python cannot turn off.
 _STARTUP = re.compile(

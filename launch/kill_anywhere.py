@@ -20,9 +20,9 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf import faults
 from twm_tf.replay import file_format as replay_file
+from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf.run import run_dir as run_dir_lib
 
 # A run that passes every crash point within a few seconds of compute.

@@ -55,12 +55,12 @@ class PlayTest(testing.TestCase):
     @parameterized.parameters("saved_model", "litert")
     def test_plays_and_writes_a_gif_without_twm_tf(self, runtime):
         config = config_lib.debug(game="Breakout")
-        actor = actor_critic.Actor(config, 4)
+        actor = actor_critic.Actor.from_twm_config(config, 4)
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))
         cwd = self.create_tempdir().full_path
         export.export_policy(
             os.path.join(cwd, "policy"),
-            observation.ObservationModel(config),
+            observation.ObservationModel.from_twm_config(config),
             actor,
             config,
             atari.make("Breakout", seed=0, training=False).action_meanings,
@@ -100,11 +100,13 @@ class PlayTest(testing.TestCase):
 
     def test_litert_on_an_export_without_policy_tflite_names_the_fix(self):
         config = config_lib.debug(game="Pong")
-        actor = actor_critic.Actor(config, 6)
+        actor = actor_critic.Actor.from_twm_config(config, 6)
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))
         policy = os.path.join(self.create_tempdir().full_path, "policy")
         meanings = atari.make("Pong", seed=0, training=False).action_meanings
-        export.export_policy(policy, observation.ObservationModel(config), actor, config, meanings)
+        export.export_policy(
+            policy, observation.ObservationModel.from_twm_config(config), actor, config, meanings
+        )
         os.remove(os.path.join(policy, "policy.tflite"))  # As exports before LiteRT support.
         result = subprocess.run(
             [sys.executable, "-m", "launch.play", f"--policy={policy}", "--runtime=litert"],

@@ -9,8 +9,8 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf.evaluation import curves
 from twm_tf import files
+from twm_tf.evaluation import curves
 from twm_tf.run import run_dir as run_dir_lib
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A launch.train run directory.")

@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import config as config_lib
+from twm_tf import config_flags
 from twm_tf import files
 from twm_tf import games as games_lib
 from twm_tf.evaluation import report
@@ -43,7 +43,7 @@ _NUM_CPUS = flags.DEFINE_integer("num_cpus", None, "CPUs of the local Ray (defau
 _MAX_FAILURES = flags.DEFINE_integer(
     "max_failures", 2, "Retries of a failed trial, each resuming its run directory."
 )
-config_lib.define_flags()
+config_flags.define_flags()
 flags.mark_flag_as_required("root")
 
 
@@ -116,7 +116,7 @@ def main(argv):
             games=_GAMES.value,
             seeds=seeds,
             variants=variants,
-            common=config_lib.flag_changes(),
+            common=config_flags.flag_changes(),
         )
     except ValueError as error:
         launch.fail(error)

@@ -10,8 +10,8 @@ from absl import app
 from absl import flags
 
 import launch
-from twm_tf import trainer as agent_lib
-from twm_tf import config as config_lib
+from twm_tf import config_flags
+from twm_tf import trainer as trainer_lib
 from twm_tf.run import run_dir as run_dir_lib
 
 _GAME = flags.DEFINE_string("game", None, "Atari 100k game, e.g. Pong (default: the preset's).")
@@ -22,7 +22,7 @@ _SEED = flags.DEFINE_integer(
 _EVAL_EPISODES = flags.DEFINE_integer(
     "eval_episodes", None, "Games of the final evaluation (default: the preset's, paper 100)."
 )
-config_lib.define_flags()
+config_flags.define_flags()
 flags.mark_flag_as_required("run_dir")
 
 
@@ -35,23 +35,20 @@ def main(argv):
         if flag.value is not None
     }
     try:
-        config = config_lib.from_flags(**overrides)
+        config = config_flags.from_flags(**overrides)
     except ValueError as error:
         launch.fail(error)
     if config.seed < 0:  # The seed derivation (twm_tf.seeding) takes non-negative seeds.
         launch.fail(f"config.seed must be >= 0, got {config.seed}")
     with launch.one_line_errors():
-        # Before the agent is built: a file, an unwritable path or a damaged config.json in the
+        # Before the trainer is built: a file, an unwritable path or a damaged config.json in the
         # way is refused at once, and nothing in the directory is rewritten.
         run_dir_lib.check_config(_RUN_DIR.value, config)
-    agent = agent_lib.Agent(config, _RUN_DIR.value)
-    try:
-        with launch.one_line_errors(OSError):  # OSError: e.g. config.json on a full disk.
-            summary = agent.train()
-    except agent_lib.TrainingDiverged as error:
-        launch.fail(f"training diverged: {error}")
+    trainer = trainer_lib.Trainer(config, _RUN_DIR.value)
+    with launch.one_line_errors(OSError):  # OSError: e.g. config.json on a full disk.
+        summary = trainer.train()
     if summary is None:  # Stopped by Ctrl-C / SIGTERM at a step boundary, checkpoint written.
-        print(f"stopped; run the same command to resume from {agent.saver.latest}")
+        print(f"stopped; run the same command to resume from {trainer.saver.latest}")
         return
     print(
         json.dumps(

@@ -14,9 +14,9 @@ from absl import flags
 
 import launch
 from twm_tf import files
-from twm_tf.run import run_dir as run_dir_lib
-from twm_tf.dev import testdata
 from twm_tf.analysis import world_model_quality
+from twm_tf.dev import testdata
+from twm_tf.run import run_dir as run_dir_lib
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (launch/train.py).")
 _STEPS = flags.DEFINE_integer("steps", 1000, "Real env steps to collect (at most).", lower_bound=2)

@@ -1,14 +1,7 @@
-"""Every TWM hyperparameter in one frozen dataclass, its presets and its command-line overrides.
+"""Every TWM hyperparameter in one frozen dataclass, its presets and its config.json.
 
-Defaults are the paper's (Robine et al. 2023; numbers and sources in docs/spec.md). A run is
-configured as
-
-    config = config_lib.from_flags()   # --preset=debug --config.seq_len=8 ...
-
-and `--config.<field>=<value>` exists for every field below. Values are parsed by absl's and
-ml_collections' flag parsers: tuples as Python literals (`--config.encoder_channels=8,16,32,64`
-or `'(8, 16, 32, 64)'`), floats including `inf` (uniform replay sampling); `validate` then checks
-types and ranges and names the field.
+Defaults are the paper's (Robine et al. 2023; numbers and sources in docs/spec.md); `validate`
+checks types and ranges. The command line (`--preset`, `--config.<field>`) is config_flags.py.
 """
 
 import dataclasses
@@ -17,18 +10,13 @@ import math
 import os
 from typing import Any
 
-from absl import flags
-from ml_collections.config_flags import tuple_parser
-
 from twm_tf import files
 from twm_tf import games
-
 
 FILE_NAME = "config.json"  # A run directory's resolved config (Config.save, load).
 
 # mixed_float16 is left out: it needs loss scaling, which the train steps do not do.
 PRECISIONS = ("float32", "mixed_bfloat16")
-
 
 # Ranges of numeric fields, given next to each field's default (`_field(..., POSITIVE)`).
 POSITIVE, NON_NEGATIVE, UNIT = "> 0", ">= 0", "in [0, 1]"
@@ -103,14 +91,16 @@ class Config:
     seq_len: int = _field(
         16, "l: trained steps per sequence (plus a context step before).", POSITIVE
     )
-    replay_tau: float = _field(20.0, "Balanced-sampling temperature; inf = uniform.")
+    replay_tau: float = _field(20.0, "tau: replay sampling temperature (Eq. 11); inf = uniform.")
     alpha1: float = _field(
-        5.0, "Weight of the thresholded latent-entropy regularizer.", NON_NEGATIVE
+        5.0, "alpha1: weight of the VAE's thresholded latent-entropy regularizer.", NON_NEGATIVE
     )
     entropy_threshold_z: float = _field(0.1, "Gamma_z: normalized latent-entropy threshold.", UNIT)
-    alpha2: float = _field(0.01, "Weight of the consistency cross-entropy.", NON_NEGATIVE)
-    beta1: float = _field(10.0, "Weight of the reward NLL.", NON_NEGATIVE)
-    beta2: float = _field(50.0, "Weight of the discount NLL.", NON_NEGATIVE)
+    alpha2: float = _field(
+        0.01, "alpha2: weight of the VAE's consistency cross-entropy with p(z_hat|h).", NON_NEGATIVE
+    )
+    beta1: float = _field(10.0, "beta1: weight of the dynamics model's reward NLL.", NON_NEGATIVE)
+    beta2: float = _field(50.0, "beta2: weight of the dynamics model's discount NLL.", NON_NEGATIVE)
     obs_lr: float = _field(1e-4, "VAE Adam learning rate.", POSITIVE)
     dyn_lr: float = _field(1e-4, "Dynamics Adam learning rate.", POSITIVE)
     wm_clip: float = _field(
@@ -125,9 +115,9 @@ class Config:
         0.1, "Restart rollouts whose discount product falls below.", UNIT
     )
     gamma: float = _field(0.99, "Discount factor.", UNIT)
-    lam: float = _field(0.95, "GAE lambda.", UNIT)
+    lam: float = _field(0.95, "lambda of the GAE advantages and the critic's lambda-returns.", UNIT)
     entropy_coef: float = _field(
-        0.01, "eta: weight of the thresholded policy-entropy loss.", NON_NEGATIVE
+        0.01, "eta: weight of the actor's thresholded policy-entropy loss.", NON_NEGATIVE
     )
     entropy_threshold: float = _field(0.1, "Gamma: normalized policy-entropy threshold.", UNIT)
     actor_lr: float = _field(1e-4, "Actor Adam learning rate.", POSITIVE)
@@ -228,6 +218,13 @@ def _fail(field: str, expected: str, value: Any) -> None:
 
 def validate(config: Config) -> None:
     """Checks types and ranges; raises ValueError naming the first bad field."""
+    _check_types(config)
+    _check_ranges(config)
+    _check_relations(config)
+
+
+def _check_types(config: Config) -> None:
+    """Each field's type (and finiteness: only replay_tau may be inf)."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         kind = type(f.default)
@@ -251,6 +248,9 @@ def validate(config: Config) -> None:
             if not math.isfinite(value) and f.name != "replay_tau":
                 _fail(f.name, "finite", value)
 
+
+def _check_ranges(config: Config) -> None:
+    """Each field's bounds and allowed values, on its own."""
     for f in dataclasses.fields(config):
         bounds = f.metadata["bounds"]
         if bounds is not None and not _IN_RANGE[bounds](getattr(config, f.name)):
@@ -263,6 +263,10 @@ def validate(config: Config) -> None:
         _fail("precision", f"one of {PRECISIONS}", config.precision)
     if not config.replay_tau > 0:
         _fail("replay_tau", "> 0 (inf for uniform sampling)", config.replay_tau)
+
+
+def _check_relations(config: Config) -> None:
+    """Fields against each other and against what the networks and the prefill are built for."""
     if config.dyn_width % config.dyn_heads:
         _fail("dyn_heads", f"a divisor of dyn_width={config.dyn_width}", config.dyn_heads)
     if config.prefill_steps > config.env_steps:
@@ -392,88 +396,3 @@ def preset(name: str, **overrides) -> Config:
     if name not in PRESETS:
         raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {name!r}")
     return PRESETS[name](**overrides)
-
-
-# Command line: --preset plus one --config.<field> flag per field, parsed by absl.
-
-_FIELD_FLAGS = "config."
-
-
-def _parser(kind: type) -> flags.ArgumentParser:
-    """The absl/ml_collections parser of a field of type `kind`."""
-    if kind is bool:
-        return flags.BooleanParser()
-    if kind is int:
-        return flags.IntegerParser()
-    if kind is float:
-        return flags.FloatParser()
-    if kind is tuple:
-        return tuple_parser.TupleParser()
-    return flags.ArgumentParser()
-
-
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-
-
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Defines --preset and --config.<field> for every Config field (defaults: the preset's)."""
-    flags.DEFINE_enum(
-        "preset", "atari100k", sorted(PRESETS), "Named configuration.", flag_values=flag_values
-    )
-    for f in _FIELDS.values():
-        bounds = f" {f.metadata['bounds']}" if f.metadata["bounds"] else ""
-        help_text = f.metadata["help"] + f" (paper: {f.default}{';' if bounds else ''}{bounds})"
-        name = _FIELD_FLAGS + f.name
-        if type(f.default) is bool:  # DEFINE_bool also gives --no<name>.
-            flags.DEFINE_bool(name, None, help_text, flag_values=flag_values)
-        else:
-            flags.DEFINE(_parser(type(f.default)), name, None, help_text, flag_values=flag_values)
-
-
-def parse_field(name: str, text: str) -> Any:
-    """Parses `text` as the command line would for --config.<name>; ValueError names the field."""
-    if name not in _FIELDS:
-        raise ValueError(f"config has no field {name!r}")
-    try:
-        return _parser(type(_FIELDS[name].default)).parse(text)
-    except ValueError as error:
-        raise ValueError(f"config.{name}: {error}") from None
-
-
-def field_flags(changes: dict[str, Any]) -> list[str]:
-    """The --config.<field>=<value> arguments that reproduce `changes` on a command line."""
-
-    def text(value):
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, tuple):
-            return ",".join(map(str, value))
-        return str(value)
-
-    return [f"--{_FIELD_FLAGS}{name}={text(value)}" for name, value in changes.items()]
-
-
-def flag_changes(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
-    """The fields given as --config.<field> on the command line, by name."""
-    changes = {}
-    for name in _FIELDS:
-        value = flag_values[_FIELD_FLAGS + name].value
-        if value is not None:
-            changes[name] = value
-    return changes
-
-
-def from_flags(flag_values: flags.FlagValues = flags.FLAGS, **overrides) -> Config:
-    """Builds the config of --preset with every --config.<field> given on the command line.
-
-    `overrides` (e.g. game=, seed= from a launcher's own flags) apply before the --config ones.
-    """
-    changes = dict(overrides)
-    for name, value in flag_changes(flag_values).items():
-        if name in overrides and overrides[name] != value:
-            raise ValueError(
-                f"--{name}={overrides[name]!r} and --{_FIELD_FLAGS}{name}={value!r} "
-                "disagree; give one of them"
-            )
-        changes[name] = value
-    return preset(flag_values.preset, **changes)

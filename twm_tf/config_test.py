@@ -7,15 +7,16 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf import config as config_lib
+from twm_tf import config_flags
 from twm_tf import files
 from twm_tf import schedule as schedule_lib
 
 
 def _parse(*argv: str) -> config_lib.Config:
     flag_values = flags.FlagValues()
-    config_lib.define_flags(flag_values)
+    config_flags.define_flags(flag_values)
     flag_values(["prog", *argv])
-    return config_lib.from_flags(flag_values)
+    return config_flags.from_flags(flag_values)
 
 
 class ConfigTest(parameterized.TestCase):
@@ -96,11 +97,11 @@ class ConfigTest(parameterized.TestCase):
 
     def test_launcher_flag_and_config_flag_cannot_disagree(self):
         flag_values = flags.FlagValues()
-        config_lib.define_flags(flag_values)
+        config_flags.define_flags(flag_values)
         flag_values(["prog", "--preset=debug", "--config.game=Boxing"])
-        self.assertEqual(config_lib.from_flags(flag_values, game="Boxing").game, "Boxing")
+        self.assertEqual(config_flags.from_flags(flag_values, game="Boxing").game, "Boxing")
         with self.assertRaisesRegex(ValueError, "--game='Pong' and --config.game='Boxing'"):
-            config_lib.from_flags(flag_values, game="Pong")
+            config_flags.from_flags(flag_values, game="Pong")
 
     def test_unknown_preset(self):
         with self.assertRaisesRegex(ValueError, "--preset must be one of"):

@@ -7,10 +7,10 @@ from absl.testing import absltest
 from twm_tf import config as config_lib
 from twm_tf import distribute
 from twm_tf import learner as learner_lib
-from twm_tf.replay import buffer as replay_lib
+from twm_tf import world_model as world_model_lib
 from twm_tf.dev import testdata
 from twm_tf.dev import testing
-from twm_tf import world_model as world_model_lib
+from twm_tf.replay import buffer as replay_lib
 
 REPLICAS = 2
 

@@ -17,11 +17,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from twm_tf import errors
+
 PNG_SOFTWARE = "twm-tf"  # The Software tag of the project's PNGs (matplotlib's savefig metadata).
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class FileError(ValueError):
+class FileError(errors.RunError, ValueError):
     """A file or directory that a binary reads or writes cannot be used.
 
     The message names the path and what is wrong with it: missing, unreadable, empty, truncated,

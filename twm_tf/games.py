@@ -16,3 +16,12 @@ def reference_scores() -> dict[str, dict[str, float]]:
 
 
 GAMES = tuple(reference_scores())  # As named in ALE/<game>-v5.
+
+
+def human_normalized(game: str, score: float) -> float:
+    """(score - random) / (human - random), with the table's random and human scores."""
+    table = reference_scores()
+    if game not in table:
+        raise ValueError(f"no reference scores for game {game!r}; known: {sorted(table)}")
+    ref = table[game]
+    return (score - ref["random"]) / (ref["human"] - ref["random"])

@@ -26,10 +26,10 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from twm_tf import config as config_lib
-from twm_tf.ops import gumbel
 from twm_tf.models import actor_critic
-from twm_tf.models import dynamics
 from twm_tf.models import distributions
+from twm_tf.models import dynamics
+from twm_tf.ops import gumbel
 
 
 class Trajectory(NamedTuple):

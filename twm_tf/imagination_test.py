@@ -7,11 +7,11 @@ from absl.testing import parameterized
 
 from twm_tf import config as config_lib
 from twm_tf import imagination
-from twm_tf.dev import testing
 from twm_tf import world_model as world_model_lib
+from twm_tf.dev import testing
 from twm_tf.models import actor_critic
-from twm_tf.models import dynamics
 from twm_tf.models import distributions
+from twm_tf.models import dynamics
 
 NUM_ACTIONS = 3
 
@@ -87,8 +87,8 @@ class ImaginationTest(testing.TestCase):
         # Memory longer than the rollout, so the full-window reference sees every step; a
         # restart threshold that fires after ~2 predicted discounts of 0.99.
         self.config = config_lib.debug(horizon=5, memory_steps=8, restart_threshold=0.985)
-        self.model = dynamics.DynamicsModel(self.config, NUM_ACTIONS)
-        self.actor = actor_critic.Actor(self.config, NUM_ACTIONS)
+        self.model = dynamics.DynamicsModel.from_twm_config(self.config, NUM_ACTIONS)
+        self.actor = actor_critic.Actor.from_twm_config(self.config, NUM_ACTIONS)
         self.actor(tf.zeros([1, self.config.latent_vars, self.config.latent_classes]))
 
     def test_select_starts_pairs_context_with_next_step(self):

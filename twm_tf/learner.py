@@ -14,17 +14,29 @@ run draws the same seeds as an uninterrupted one.
 import numpy as np
 import tensorflow as tf
 
-from twm_tf.run import checkpoint as checkpoint_lib
+from twm_tf import acting
 from twm_tf import config as config_lib
 from twm_tf import distribute
-from twm_tf.evaluation import protocol as evaluation
 from twm_tf import imagination
 from twm_tf import precision
-from twm_tf.replay import buffer as replay_lib
 from twm_tf import seeding
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
 from twm_tf.models import distributions
+from twm_tf.replay import buffer as replay_lib
+
+
+def parts(*owners) -> tuple[dict, dict]:
+    """The models and optimizers of `owners` (each says what it holds in `checkpointed()`).
+
+    Returns two dicts by the names a checkpoint keys them with (run/checkpoint.py).
+    """
+    models, optimizers = {}, {}
+    for owner in owners:
+        owner_models, owner_optimizers = owner.checkpointed()
+        models.update(owner_models)
+        optimizers.update(owner_optimizers)
+    return models, optimizers
 
 
 class Learner:
@@ -43,7 +55,7 @@ class Learner:
             self.world_model.build()
             self.actor_critic = actor_critic.ActorCritic(config, num_actions)
         # The four Keras models and their optimizers by name, as the checkpoint keys them.
-        self.models, self.optimizers = checkpoint_lib.parts(self.world_model, self.actor_critic)
+        self.models, self.optimizers = parts(self.world_model, self.actor_critic)
         self.generator = tf.random.Generator.from_seed(seeding.derive(config.seed, "tf"))
         self._compile()
 
@@ -81,7 +93,7 @@ class Learner:
         return int(self._act(obs[None]))
 
     @property
-    def policy_logits(self) -> evaluation.Logits:
+    def policy_logits(self) -> acting.Logits:
         """frames [B, stack, size, size] uint8 -> action logits [B, A] (for evaluation)."""
         return self._policy_logits
 
@@ -121,20 +133,40 @@ class Learner:
     # ----------------------------------------------------------------- compiled steps
 
     def _compile(self) -> None:
-        config, wm, ac = self.config, self.world_model, self.actor_critic
-        jit = config.jit_compile
+        """Wraps every step in a tf.function with a fixed input signature."""
+        config, wm = self.config, self.world_model
         size, stack = config.frame_size, config.frame_stack
-        seed_spec = tf.TensorSpec([2], tf.int64)
-        window = world_model_lib.batch_signature(
+        self._seed_spec = tf.TensorSpec([2], tf.int64)
+        self._window = world_model_lib.batch_signature(
             config, config.wm_batch, world_model_lib.window_length(config)
         )
-        obs_spec = tf.TensorSpec([config.imag_starts, stack, size, size], tf.uint8)
+        self._train_step = self._compile_train_step()
+        self._compile_pretraining()
+        policy = acting.policy_function(wm.observation, self.actor_critic.actor)
 
+        @tf.function(input_signature=[tf.TensorSpec([1, stack, size, size], tf.uint8)])
+        def act(frames):
+            # The seed is drawn in the graph, from the stream `seed()` reads: eagerly, its ~10
+            # ops cost a fifth of an acting step.
+            return policy(frames, self.generator.make_seeds(1)[:, 0])[0]
+
+        self._act = act
+        self._policy_logits = acting.policy_logits(wm.observation, self.actor_critic.actor)
+
+    def _compile_train_step(self):
+        config, wm, ac = self.config, self.world_model, self.actor_critic
+        obs_spec = tf.TensorSpec(
+            [config.imag_starts, config.frame_stack, config.frame_size, config.frame_size],
+            tf.uint8,
+        )
         replicas = self.replicas
         shard = distribute.shard
         seed_of = distribute.replica_seed
 
-        @tf.function(input_signature=[window, obs_spec, seed_spec], jit_compile=jit)
+        @tf.function(
+            input_signature=[self._window, obs_spec, self._seed_spec],
+            jit_compile=config.jit_compile,
+        )
         def train_step(batch, restart_obs, seed):
             wm_seed, ac_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
             # Each replica's gradients are averaged before they are applied (once, mirrored).
@@ -156,13 +188,19 @@ class Learner:
             metrics.update(ac.apply(replicas.mean(gradients)))
             return metrics
 
+        return train_step
+
+    def _compile_pretraining(self) -> None:
+        config, wm, ac = self.config, self.world_model, self.actor_critic
+        jit, seed_spec = config.jit_compile, self._seed_spec
+        size, stack = config.frame_size, config.frame_stack
         pretrain_obs_spec = tf.TensorSpec([config.pretrain_obs_batch, stack, size, size], tf.uint8)
 
         @tf.function(input_signature=[pretrain_obs_spec, seed_spec], jit_compile=jit)
         def pretrain_obs(frames, seed):
             return wm.observation_step(frames, seed)
 
-        @tf.function(input_signature=[window, seed_spec], jit_compile=jit)
+        @tf.function(input_signature=[self._window, seed_spec], jit_compile=jit)
         def pretrain_dyn(batch, seed):
             return wm.dynamics_step(batch, seed)
 
@@ -182,17 +220,6 @@ class Learner:
                 entropy_only=True,
             )
 
-        policy = evaluation.policy_function(wm.observation, ac.actor)
-
-        @tf.function(input_signature=[tf.TensorSpec([1, stack, size, size], tf.uint8)])
-        def act(frames):
-            # The seed is drawn in the graph, from the stream `seed()` reads: eagerly, its ~10
-            # ops cost a fifth of an acting step.
-            return policy(frames, self.generator.make_seeds(1)[:, 0])[0]
-
-        self._act = act
-        self._policy_logits = evaluation.policy_logits(wm.observation, ac.actor)
-        self._train_step = train_step
         self._pretrain_obs = pretrain_obs
         self._pretrain_dyn = pretrain_dyn
         self._pretrain_ac = pretrain_ac

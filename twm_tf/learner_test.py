@@ -9,8 +9,8 @@ from absl.testing import parameterized
 
 from twm_tf import config as config_lib
 from twm_tf import learner as learner_lib
-from twm_tf.replay import buffer as replay_lib
 from twm_tf.dev import testing
+from twm_tf.replay import buffer as replay_lib
 
 
 def _random_replay(config: config_lib.Config, steps: int) -> replay_lib.ReplayBuffer:

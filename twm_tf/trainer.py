@@ -26,20 +26,22 @@ from collections.abc import Callable
 import tensorflow as tf
 import tqdm
 
-from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
-from twm_tf.evaluation import protocol as evaluation
+from twm_tf import errors
 from twm_tf import faults
+from twm_tf import games
 from twm_tf import learner as learner_lib
-from twm_tf.run import loop_state
-from twm_tf.run import metrics as metrics_lib
-from twm_tf.run import progress as progress_lib
-from twm_tf.replay import buffer as replay_lib
-from twm_tf.run import run_dir as run_dir_lib
-from twm_tf.run import run_lock
 from twm_tf import schedule as schedule_lib
 from twm_tf import seeding
 from twm_tf.envs import atari
+from twm_tf.evaluation import protocol as evaluation
+from twm_tf.replay import buffer as replay_lib
+from twm_tf.run import checkpoint as checkpoint_lib
+from twm_tf.run import loop_state
+from twm_tf.run import metrics as metrics_lib
+from twm_tf.run import progress as progress_lib
+from twm_tf.run import run_dir as run_dir_lib
+from twm_tf.run import run_lock
 from twm_tf.run.stop_request import StopRequest
 from twm_tf.run.stop_request import say
 
@@ -48,19 +50,19 @@ RunDirError = run_dir_lib.RunDirError
 _PRETRAIN_SAVE_SECONDS = 600.0
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(errors.RunError, RuntimeError):
     """Updates kept being non-finite; the run stopped before its last checkpoint was touched."""
 
 
-class Agent:
+class Trainer:
     """Trains one TWM agent in `run_dir`; `train()` runs or resumes the whole schedule."""
 
     def __init__(self, config: config_lib.Config, run_dir: str):
         self.config = config
         self.run_dir = run_dir
         self.schedule = schedule_lib.schedule(config)
-        self.env = atari.from_config(config, training=True, seed=seeding.derive(config.seed, "env"))
-        self.num_actions = self.env.num_actions
+        env = atari.from_config(config, training=True, seed=seeding.derive(config.seed, "env"))
+        self.num_actions = env.num_actions
         self.replay = replay_lib.ReplayBuffer(
             capacity=config.env_steps,
             frame_size=config.frame_size,
@@ -69,11 +71,7 @@ class Agent:
             seed=seeding.derive(config.seed, "replay"),
         )
         self.learner = learner_lib.Learner(config, self.num_actions)
-        self.rng = seeding.numpy_rng(config.seed, "prefill")
-        self.obs = self.env.reset()
-        self.first = True
-        self.episode_return = 0.0
-        self.train_credit = 0.0
+        self.loop = loop_state.Loop(env, seeding.numpy_rng(config.seed, "prefill"), env.reset())
         self.last_return = float("nan")
         self._means = metrics_lib.Means()
         self._log_mark = (time.monotonic(), 0)
@@ -91,7 +89,7 @@ class Agent:
             self.learner.optimizers,
             generator=self.learner.generator,
             counters=self.counters,
-            loop=loop_state.LoopState(self),
+            loop=loop_state.LoopState(self.loop, config.seed, run_dir),
         )
         self.saver = checkpoint_lib.Saver(
             checkpoint,
@@ -147,7 +145,7 @@ class Agent:
             self._activity = "prefill step"
             with self._bar("prefill", "step") as bar:
                 while int(steps) < min(target, config.prefill_steps) and not self._stop.requested:
-                    self._env_step(int(self.rng.integers(self.num_actions)))
+                    self._env_step(int(self.loop.rng.integers(self.num_actions)))
                     faults.point("prefill_step")
                     self._tick(bar, "prefill")
                     self._maybe_checkpoint()
@@ -165,40 +163,40 @@ class Agent:
 
     def _main_step(self, bar: tqdm.tqdm) -> None:
         """One env step with the policy and the train steps its credit pays for."""
-        self._env_step(self.learner.act(self.obs))
-        self.train_credit += 1.0 / self.config.env_steps_per_train_step
-        while self.train_credit >= 1.0 - 1e-9:
+        self._env_step(self.learner.act(self.loop.obs))
+        self.loop.train_credit += 1.0 / self.config.env_steps_per_train_step
+        while self.loop.train_credit >= 1.0 - 1e-9:
             faults.point("train_step")
             self._means.add(self._guard(self.learner.train(self.replay)))
-            self.train_credit -= 1.0
+            self.loop.train_credit -= 1.0
             self.counters["train_steps"].assign_add(1)
         self._log(bar)
         self._maybe_evaluate()
         self._maybe_checkpoint()
 
     def _env_step(self, action: int) -> None:
-        step = self.env.step(action)
+        step = self.loop.env.step(action)
         self.replay.add(
-            obs_or_frame=self.obs,
+            obs_or_frame=self.loop.obs,
             action=action,
             reward=step.reward,
             terminated=step.terminated,
             truncated=step.truncated,
-            is_first=self.first,
+            is_first=self.loop.first,
         )
-        self.episode_return += float(step.reward)
-        self.obs, self.first = step.obs, bool(step.is_first)
+        self.loop.episode_return += float(step.reward)
+        self.loop.obs, self.loop.first = step.obs, bool(step.is_first)
         env_steps = int(self.counters["env_steps"].assign_add(1))
         if step.new_game:
             self._end_episode(env_steps)
 
     def _end_episode(self, env_steps: int) -> None:
         episode = int(self.counters["episodes"].assign_add(1))
-        run_dir_lib.append_episode(self.run_dir, env_steps, episode, self.episode_return)
+        run_dir_lib.append_episode(self.run_dir, env_steps, episode, self.loop.episode_return)
         with self.writer.as_default(step=env_steps):
-            tf.summary.scalar("env/episode_return", self.episode_return)
-        self.last_return = self.episode_return
-        self.episode_return = 0.0
+            tf.summary.scalar("env/episode_return", self.loop.episode_return)
+        self.last_return = self.loop.episode_return
+        self.loop.episode_return = 0.0
 
     def _guard(self, metrics: dict) -> dict:
         """Counts consecutive steps with a skipped update; raises TrainingDiverged after too many.
@@ -214,8 +212,8 @@ class Agent:
         self._skipped_in_a_row = self._skipped_in_a_row + 1 if skipped else 0
         if self._skipped_in_a_row >= self.config.max_skipped_updates:
             raise TrainingDiverged(
-                f"{self._skipped_in_a_row} train steps in a row had a non-finite loss or "
-                f"gradient ({', '.join(skipped)}); stopped at env step "
+                f"training diverged: {self._skipped_in_a_row} train steps in a row had a "
+                f"non-finite loss or gradient ({', '.join(skipped)}); stopped at env step "
                 f"{int(self.counters['env_steps'])}. The last checkpoint "
                 f"({self.saver.latest}) is untouched; TensorBoard's */skipped "
                 "shows when updates began to fail (config.max_skipped_updates sets the limit)"
@@ -339,7 +337,7 @@ class Agent:
         env_steps = int(self.counters["env_steps"])
         if schedule_lib.every(env_steps, config.eval_every) and env_steps < config.env_steps:
             result = self.evaluate(config.eval_episodes_interim, seed_offset=env_steps)
-            normalized = evaluation.human_normalized(config.game, result.mean)
+            normalized = games.human_normalized(config.game, result.mean)
             with self.writer.as_default(step=env_steps):
                 tf.summary.scalar("eval/return_mean", result.mean)
                 tf.summary.scalar("eval/human_normalized", normalized)

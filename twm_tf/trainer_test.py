@@ -1,4 +1,4 @@
-"""End-to-end tests of the agent with the debug preset: outputs, schedule, bit-exact resume."""
+"""End-to-end tests of the trainer with the debug preset: outputs, schedule, bit-exact resume."""
 
 import csv
 import glob
@@ -11,14 +11,14 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
 
-from twm_tf import trainer as agent_lib
 from twm_tf import config as config_lib
+from twm_tf import schedule as schedule_lib
+from twm_tf import seeding
+from twm_tf import trainer as trainer_lib
+from twm_tf.dev import testing
 from twm_tf.evaluation import protocol as evaluation
 from twm_tf.run import run_dir as run_dir_lib
 from twm_tf.run import run_lock
-from twm_tf import schedule as schedule_lib
-from twm_tf import seeding
-from twm_tf.dev import testing
 
 
 def _config(**overrides):
@@ -27,20 +27,20 @@ def _config(**overrides):
     return config_lib.debug(**settings)
 
 
-def _state(agent: agent_lib.Agent) -> dict:
+def _state(trainer: trainer_lib.Trainer) -> dict:
     """Everything a resumed run must reproduce: counters, replay, every weight."""
-    wm, ac = agent.learner.world_model, agent.learner.actor_critic
+    wm, ac = trainer.learner.world_model, trainer.learner.actor_critic
     models = (wm.observation, wm.dynamics, ac.actor, ac.critic)
     optimizers = (wm.obs_optimizer, wm.dyn_optimizer, ac.actor_optimizer, ac.critic_optimizer)
     return {
-        "counters": {k: int(v) for k, v in agent.counters.items()},
-        "replay_len": len(agent.replay),
-        "replay_frames": agent.replay.observations(np.arange(len(agent.replay))),
-        "replay_visits": agent.replay.visit_counts.copy(),
+        "counters": {k: int(v) for k, v in trainer.counters.items()},
+        "replay_len": len(trainer.replay),
+        "replay_frames": trainer.replay.observations(np.arange(len(trainer.replay))),
+        "replay_visits": trainer.replay.visit_counts.copy(),
         "weights": [v.numpy() for m in models for v in m.variables],
         "optimizer": [v.numpy() for o in optimizers for v in o.variables],
-        "generator": agent.learner.generator.state.numpy(),
-        "obs": agent.obs.copy(),
+        "generator": trainer.learner.generator.state.numpy(),
+        "obs": trainer.loop.obs.copy(),
     }
 
 
@@ -55,16 +55,16 @@ class AgentTest(testing.TestCase):
     def test_end_to_end_run_and_outputs(self):
         config = _config(eval_every=40, eval_episodes_interim=1)
         run_dir = self.create_tempdir().full_path
-        agent = agent_lib.Agent(config, run_dir)
-        train, logged = agent.learner.train, []
+        trainer = trainer_lib.Trainer(config, run_dir)
+        train, logged = trainer.learner.train, []
 
         def recorded_train(replay):  # Every train step's metrics, with its env step.
             metrics = train(replay)
-            logged.append((int(agent.counters["env_steps"]), float(metrics["critic/loss"])))
+            logged.append((int(trainer.counters["env_steps"]), float(metrics["critic/loss"])))
             return metrics
 
-        agent.learner.train = recorded_train
-        summary = agent.train()
+        trainer.learner.train = recorded_train
+        summary = trainer.train()
         sched = schedule_lib.schedule(config)
 
         self.assertLen(summary["scores"], config.eval_episodes)
@@ -93,7 +93,7 @@ class AgentTest(testing.TestCase):
         self.assertEqual(float(rows[1][1]), 1.0)
 
         # Counts consistent with the schedule.
-        restored = agent_lib.Agent(config, run_dir)
+        restored = trainer_lib.Trainer(config, run_dir)
         restored.restore()
         counters = {k: int(v) for k, v in restored.counters.items()}
         self.assertEqual(counters["env_steps"], config.env_steps)
@@ -138,73 +138,75 @@ class AgentTest(testing.TestCase):
         run_dir = self.create_tempdir().full_path
         _config(seq_len=3).save(run_dir)
         with self.assertRaisesRegex(ValueError, r"another config \(seq_len: 3 -> 4\)"):
-            agent_lib.Agent(_config(), run_dir).train(until=0)
+            trainer_lib.Trainer(_config(), run_dir).train(until=0)
 
     def test_a_run_dir_in_training_is_refused(self):
         run_dir = self.create_tempdir().full_path
         with run_lock.hold(run_dir):  # As another live trainer would hold it.
             with self.assertRaisesRegex(run_lock.RunDirLocked, "being trained by another"):
-                agent_lib.Agent(_config(), run_dir).train(until=0)
+                trainer_lib.Trainer(_config(), run_dir).train(until=0)
         self.assertFalse(os.path.exists(os.path.join(run_dir, "config.json")))
 
     def test_checkpoint_of_another_seed_derivation_is_refused(self):
         run_dir = self.create_tempdir().full_path
-        agent_lib.Agent(_config(), run_dir).train(until=10)
+        trainer_lib.Trainer(_config(), run_dir).train(until=10)
         with mock.patch.object(seeding, "VERSION", seeding.VERSION + 1):
-            with self.assertRaisesRegex(agent_lib.RunDirError, "random streams were derived"):
-                agent_lib.Agent(_config(), run_dir).train(until=20)
+            with self.assertRaisesRegex(trainer_lib.RunDirError, "random streams were derived"):
+                trainer_lib.Trainer(_config(), run_dir).train(until=20)
 
     def test_non_finite_updates_are_skipped_then_stop_the_run(self):
-        agent = agent_lib.Agent(_config(max_skipped_updates=3), self.create_tempdir().full_path)
-        agent.train(until=80)  # Prefill and pretraining, then a checkpoint.
-        checkpoint = agent.saver.latest
-        weights = [v.numpy() for v in agent.learner.world_model.dynamics.trainable_variables]
-        sample = agent.replay.sample
+        trainer = trainer_lib.Trainer(
+            _config(max_skipped_updates=3), self.create_tempdir().full_path
+        )
+        trainer.train(until=80)  # Prefill and pretraining, then a checkpoint.
+        checkpoint = trainer.saver.latest
+        weights = [v.numpy() for v in trainer.learner.world_model.dynamics.trainable_variables]
+        sample = trainer.replay.sample
 
         def poisoned_sample(*args, **kwargs):  # Every batch from now on poisons every loss.
             batch = sample(*args, **kwargs)
             return batch._replace(rewards=np.full_like(batch.rewards, np.nan))
 
-        agent.replay.sample = poisoned_sample
-        with self.assertRaisesRegex(agent_lib.TrainingDiverged, "3 train steps in a row"):
-            agent.train(until=200)
-        self.assertEqual(int(agent.counters["train_steps"]), 2)  # The third one raised.
-        for before, after in zip(weights, agent.learner.world_model.dynamics.trainable_variables):
+        trainer.replay.sample = poisoned_sample
+        with self.assertRaisesRegex(trainer_lib.TrainingDiverged, "3 train steps in a row"):
+            trainer.train(until=200)
+        self.assertEqual(int(trainer.counters["train_steps"]), 2)  # The third one raised.
+        for before, after in zip(weights, trainer.learner.world_model.dynamics.trainable_variables):
             np.testing.assert_array_equal(before, after)
-        self.assertEqual(agent.saver.latest, checkpoint)
+        self.assertEqual(trainer.saver.latest, checkpoint)
 
     def test_exception_inside_a_step_writes_no_checkpoint(self):
-        agent = agent_lib.Agent(_config(), self.create_tempdir().full_path)
-        step = agent.env.step
+        trainer = trainer_lib.Trainer(_config(), self.create_tempdir().full_path)
+        step = trainer.loop.env.step
 
         def failing_step(action):
-            if int(agent.counters["env_steps"]) == 50:
+            if int(trainer.counters["env_steps"]) == 50:
                 raise RuntimeError("emulator crashed")
             return step(action)
 
-        agent.env.step = failing_step
+        trainer.loop.env.step = failing_step
         with self.assertRaisesRegex(RuntimeError, "emulator crashed"):
-            agent.train()
+            trainer.train()
         # A checkpoint here would hold a half-done step; the last periodic one (none yet) stays.
-        self.assertIsNone(agent.saver.latest)
+        self.assertIsNone(trainer.saver.latest)
 
     def test_resume_is_bit_exact(self):
         config = _config()
         interrupted = self.create_tempdir().full_path
-        agent = agent_lib.Agent(config, interrupted)
-        step = agent.env.step
+        trainer = trainer_lib.Trainer(config, interrupted)
+        step = trainer.loop.env.step
 
         def interrupted_step(action):  # Ctrl-C arrives in the middle of env step 140.
-            if int(agent.counters["env_steps"]) == 139:
+            if int(trainer.counters["env_steps"]) == 139:
                 signal.raise_signal(signal.SIGINT)
             return step(action)
 
-        agent.env.step = interrupted_step
-        self.assertIsNone(agent.train())
-        self.assertEqual(int(agent.counters["env_steps"]), 140)
-        resumed = agent_lib.Agent(config, interrupted)
+        trainer.loop.env.step = interrupted_step
+        self.assertIsNone(trainer.train())
+        self.assertEqual(int(trainer.counters["env_steps"]), 140)
+        resumed = trainer_lib.Trainer(config, interrupted)
         resumed.train(until=170)
-        straight = agent_lib.Agent(config, self.create_tempdir().full_path)
+        straight = trainer_lib.Trainer(config, self.create_tempdir().full_path)
         straight.train(until=170)
 
         a, b = _state(resumed), _state(straight)

@@ -26,9 +26,10 @@ import tensorflow as tf
 
 from twm_tf import config as config_lib
 from twm_tf import optimizer
+from twm_tf.models import distributions
 from twm_tf.models import dynamics
 from twm_tf.models import observation
-from twm_tf.models import distributions
+from twm_tf.models import world_model_losses as losses
 
 
 def replay_steps(config: config_lib.Config) -> int:
@@ -91,8 +92,8 @@ class WorldModel(tf.Module):
         super().__init__(name="world_model")
         self.config = config
         self.num_actions = num_actions
-        self.observation = observation.ObservationModel(config)
-        self.dynamics = dynamics.DynamicsModel(config, num_actions)
+        self.observation = observation.ObservationModel.from_twm_config(config)
+        self.dynamics = dynamics.DynamicsModel.from_twm_config(config, num_actions)
         self.obs_optimizer = optimizer.Optimizer("obs", config.obs_lr, config.wm_clip, config)
         self.dyn_optimizer = optimizer.Optimizer("dyn", config.dyn_lr, config.wm_clip, config)
 
@@ -110,6 +111,12 @@ class WorldModel(tf.Module):
         self.obs_optimizer.build(self.observation.trainable_variables)
         self.dyn_optimizer.build(self.dynamics.trainable_variables)
 
+    def checkpointed(self) -> tuple[dict, dict]:
+        """The networks and their Adam optimizers by the names a checkpoint keys them with."""
+        models = {"observation": self.observation, "dynamics": self.dynamics}
+        optimizers = {"observation": self.obs_optimizer.adam, "dynamics": self.dyn_optimizer.adam}
+        return models, optimizers
+
     def _dynamics_losses(
         self, batch: Batch, rewards: tf.Tensor, logits: tf.Tensor, z: tf.Tensor, training: bool
     ):
@@ -119,7 +126,7 @@ class WorldModel(tf.Module):
           (loss, metrics, DynamicsOutput of the whole window).
         """
         out = self.dynamics(z, batch.actions, rewards, batch.dones, training=training)
-        loss, metrics = dynamics.dynamics_loss(
+        loss, metrics = losses.dynamics_loss(
             dynamics.DynamicsOutput(
                 next_logits=out.next_logits[:, 1:-1],
                 reward=out.reward[:, 1:-1],
@@ -159,7 +166,7 @@ class WorldModel(tf.Module):
         )
         # z_t (t = 1..l) is predicted from h_{t-1}; a step after an episode end has no
         # prediction and the mask leaves it out of the consistency term.
-        obs_loss, obs_metrics = observation.observation_loss(
+        obs_loss, obs_metrics = losses.observation_loss(
             frames[:, 1:-1],
             reconstruction,
             trained_logits,
@@ -212,7 +219,7 @@ class WorldModel(tf.Module):
             logits = self.observation.encode(frames, training=True)
             z = distributions.sample_latent(logits, seed)
             reconstruction = self.observation.decode(z, training=True)
-            return observation.observation_loss(frames, reconstruction, logits, None, self.config)
+            return losses.observation_loss(frames, reconstruction, logits, None, self.config)
 
         return self.obs_optimizer.minimize(loss_fn, self.observation.trainable_variables)
 

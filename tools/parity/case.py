@@ -24,8 +24,8 @@ from typing import NamedTuple
 import numpy as np
 
 from twm_tf import config as config_lib
-from twm_tf.dev import testdata
 from twm_tf import world_model as world_model_lib
+from twm_tf.dev import testdata
 
 GAME = "Breakout"
 NUM_ACTIONS = 4  # Breakout's minimal action set

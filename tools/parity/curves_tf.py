@@ -24,9 +24,9 @@ from tools.parity import case as case_lib
 from tools.parity import dataset as dataset_lib
 from tools.parity import plan as plan_lib
 from tools.parity import terms
-from twm_tf.run import checkpoint
 from twm_tf import learner as learner_lib
 from twm_tf import world_model as world_model_lib
+from twm_tf.run import checkpoint
 
 _DATASET = flags.DEFINE_string("dataset", None, "Recorded steps (record_dataset.py).")
 _INIT = flags.DEFINE_string("init", None, "Initial weights, weights/<model>/<path>.")

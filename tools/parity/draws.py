@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from tools.parity import draws_file
-from twm_tf.ops import gumbel
 from twm_tf.ops import dropout as dropout_lib
+from twm_tf.ops import gumbel
 
 
 def dropout_sites(dynamics) -> dict[int, str]:

@@ -14,6 +14,17 @@ def overrides(config: dict) -> dict:
     Raises:
       ValueError: if the VAE widths do not follow the original's h-multiples.
     """
+    h = _base_width(config)
+    return {
+        **_env_and_world_model(config),
+        **_observation_model(config, h),
+        **_dynamics_model(config),
+        **_actor_critic(config),
+    }
+
+
+def _base_width(config: dict) -> int:
+    """The original's obs_channels h; ValueError unless the VAE widths are its h-multiples."""
     h = config["encoder_channels"][0]
     if tuple(config["encoder_channels"]) != (h, 2 * h, 4 * h, 8 * h):
         raise ValueError(
@@ -24,6 +35,10 @@ def overrides(config: dict) -> dict:
             "the original's decoder is dense 16h then 4h, 2h, h channels; got "
             f"{config['decoder_hidden']}, {config['decoder_channels']} for h = {h}"
         )
+    return h
+
+
+def _env_and_world_model(config: dict) -> dict:
     return {
         "env_frame_stack": config["frame_stack"],
         "env_frame_size": config["frame_size"],
@@ -34,6 +49,11 @@ def overrides(config: dict) -> dict:
         "wm_sequence_length": config["seq_len"],
         "wm_memory_length": config["memory_steps"],
         "wm_discount_threshold": config["restart_threshold"],
+    }
+
+
+def _observation_model(config: dict, h: int) -> dict:
+    return {
         "z_categoricals": config["latent_vars"],
         "z_categories": config["latent_classes"],
         "obs_channels": h,
@@ -45,6 +65,11 @@ def overrides(config: dict) -> dict:
         "obs_entropy_threshold": config["entropy_threshold_z"],
         "obs_consistency_coef": config["alpha2"],
         "obs_decoder_coef": 1,
+    }
+
+
+def _dynamics_model(config: dict) -> dict:
+    return {
         "dyn_embed_dim": config["dyn_width"],
         "dyn_num_heads": config["dyn_heads"],
         "dyn_head_dim": config["dyn_width"] // config["dyn_heads"],
@@ -63,6 +88,11 @@ def overrides(config: dict) -> dict:
         "dyn_z_coef": 1,
         "dyn_reward_coef": config["beta1"],
         "dyn_discount_coef": config["beta2"],
+    }
+
+
+def _actor_critic(config: dict) -> dict:
+    return {
         "ac_batch_size": config["imag_starts"],
         "ac_horizon": config["horizon"],
         "ac_input_h": False,

@@ -144,6 +144,25 @@ def installed(
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name in saved]
     originals = {name: value for _, name, value in saved}
+    sample_z, policy = _draw_patches(noise)
+    predict, compute_consistency_loss = _loss_patches(originals, latent_loss, mask_fn)
+    clip_grad_norm_, dropout_forward = _training_patches(originals, recorder, dropout)
+
+    world_model.ObservationModel.sample_z = sample_z
+    world_model.ObservationModel.compute_consistency_loss = compute_consistency_loss
+    world_model.DynamicsModel.predict = predict
+    actor_critic.ActorCritic.policy = policy
+    torch.nn.utils.clip_grad_norm_ = clip_grad_norm_
+    torch.nn.Dropout.forward = dropout_forward
+    try:
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+def _draw_patches(noise: NoiseQueue):
+    """`ObservationModel.sample_z` and `ActorCritic.policy` drawing twm-tf's Gumbel noise."""
 
     def sample_z(self, z_dist, reparameterized=False, temperature=1, idx=None, return_logits=False):
         if temperature != 1 or idx is not None or return_logits:
@@ -164,6 +183,12 @@ def installed(
         logits = self.actor(self._prepare_inputs(z, h))  # [M, 1, A]
         return torch.argmax(logits + noise.pop(logits.shape), dim=-1)
 
+    return sample_z, policy
+
+
+def _loss_patches(originals: dict, latent_loss: bool, mask_fn):
+    """`DynamicsModel.predict` and `ObservationModel.compute_consistency_loss` (the adapters)."""
+
     def predict(self, *args, **kwargs):
         outputs = originals["predict"](self, *args, **kwargs)
         if latent_loss and "z_dist" in outputs[0]:
@@ -182,6 +207,12 @@ def installed(
         )
         return loss, {}
 
+    return predict, compute_consistency_loss
+
+
+def _training_patches(originals: dict, recorder: GradientRecorder, dropout: DropoutMasks | None):
+    """`torch.nn.utils.clip_grad_norm_` (recording) and `nn.Dropout.forward` (twm-tf's masks)."""
+
     def clip_grad_norm_(parameters, max_norm, *args, **kwargs):
         return recorder(originals["clip_grad_norm_"], parameters, max_norm, *args, **kwargs)
 
@@ -191,14 +222,4 @@ def installed(
         keep = dropout.pop(self, x.shape).to(x.dtype)
         return x * (keep * (1.0 / (1.0 - self.p)))
 
-    world_model.ObservationModel.sample_z = sample_z
-    world_model.ObservationModel.compute_consistency_loss = compute_consistency_loss
-    world_model.DynamicsModel.predict = predict
-    actor_critic.ActorCritic.policy = policy
-    torch.nn.utils.clip_grad_norm_ = clip_grad_norm_
-    torch.nn.Dropout.forward = dropout_forward
-    try:
-        yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
+    return clip_grad_norm_, dropout_forward

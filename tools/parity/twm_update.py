@@ -23,10 +23,12 @@ import tensorflow as tf
 
 from tools.parity import case as case_lib
 from tools.parity import draws as draws_lib
-from twm_tf.run import checkpoint
 from twm_tf import imagination
+from twm_tf import learner as learner_lib
 from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
+from twm_tf.models import returns as returns_lib
+from twm_tf.run import checkpoint
 
 # The optimizer of each model and the prefix of its metrics.
 OPTIMIZERS = {
@@ -46,7 +48,7 @@ def build(case: case_lib.Case):
     wm = world_model_lib.WorldModel(case.config, case.num_actions)
     wm.build()
     ac = actor_critic.ActorCritic(case.config, case.num_actions)
-    models, _ = checkpoint.parts(wm, ac)
+    models, _ = learner_lib.parts(wm, ac)
     expected = set()
     for name, model in models.items():
         for path, variable in checkpoint.variables_by_path(model).items():
@@ -66,7 +68,7 @@ def initial_weights(config, num_actions: int, seed: int = 0) -> dict:
         wm = world_model_lib.WorldModel(config, num_actions)
         wm.build()
         ac = actor_critic.ActorCritic(config, num_actions)
-    models, _ = checkpoint.parts(wm, ac)
+    models, _ = learner_lib.parts(wm, ac)
     return {
         f"{name}/{path}": variable.numpy()
         for name, model in models.items()
@@ -129,7 +131,7 @@ def run(case: case_lib.Case, draws: draws_lib.Draws) -> dict[str, np.ndarray]:
             results[f"{name}/weight/{path}"] = variable.numpy()
             results[f"{name}/exp_avg/{path}"] = adam._momentums[index].numpy()
             results[f"{name}/exp_avg_sq/{path}"] = adam._velocities[index].numpy()
-    weights = actor_critic.discount_weights(trajectory.discounts, trajectory.restarts)
+    weights = returns_lib.discount_weights(trajectory.discounts, trajectory.restarts)
     for field in ("z", "actions", "rewards", "discounts", "dones"):
         results[f"imagination/{field}"] = getattr(trajectory, field).numpy()
     results["imagination/weights"] = weights.numpy()

@@ -21,14 +21,15 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf import config_flags
 from twm_tf import learner as learner_lib
-from twm_tf.replay import buffer as replay_lib
 from twm_tf import schedule as schedule_lib
 from twm_tf.dev import testdata
 from twm_tf.envs import atari
 from twm_tf.models import distributions
+from twm_tf.replay import buffer as replay_lib
 
-config_lib.define_flags()
+config_flags.define_flags()
 _GAME = flags.DEFINE_string("game", "Boxing", "Atari game.")
 _UPDATES = flags.DEFINE_integer("updates", None, "VAE updates (default: the config's schedule).")
 _MEASURE_EVERY = flags.DEFINE_integer("measure_every", 100, "Updates between measurements.")
@@ -61,7 +62,7 @@ def main(argv):
     del argv
     if not _OUT.value:
         raise app.UsageError("--out must name the JSON file to write")
-    config = config_lib.from_flags(game=_GAME.value)
+    config = config_flags.from_flags(game=_GAME.value)
     num_actions, buffer, _ = random_steps(config, _PREFILL.value, seed=0)
     held_out = random_steps(config, _HELD_OUT.value, seed=123)[2][::3]
     newest = held_out[:, -1].astype(np.float32)

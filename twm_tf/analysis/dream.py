@@ -22,12 +22,13 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from twm_tf.evaluation import protocol as evaluation
-from twm_tf.run import restore
+from twm_tf import acting
 from twm_tf.analysis import world_model_quality
 from twm_tf.envs import atari
-from twm_tf.models import dynamics as dynamics_lib
+from twm_tf.evaluation import protocol as evaluation
 from twm_tf.models import distributions
+from twm_tf.models import dynamics as dynamics_lib
+from twm_tf.run import restore
 
 
 class Dream(NamedTuple):
@@ -65,11 +66,11 @@ def warm_up(
 ):
     """Plays `steps` policy steps from a reset; returns (Transitions of them, current obs).
 
-    logits_fn: the policy's `evaluation.policy_logits` (default: built here; pass one to reuse
+    logits_fn: the policy's `acting.policy_logits` (default: built here; pass one to reuse
     its compiled graph over many calls).
     """
     if logits_fn is None:
-        logits_fn = evaluation.policy_logits(run.world_model.observation, run.actor)
+        logits_fn = acting.policy_logits(run.world_model.observation, run.actor)
     obs = env.reset()
     fields = {name: [] for name in world_model_quality.Transitions._fields}
     for _ in range(steps):

@@ -10,11 +10,11 @@ import tensorflow as tf
 from absl.testing import absltest
 
 from twm_tf import config as config_lib
-from twm_tf.dev import testing
 from twm_tf.analysis import dream
-from twm_tf.run import restore
+from twm_tf.dev import testing
 from twm_tf.envs import atari
 from twm_tf.models import distributions
+from twm_tf.run import restore
 
 _PONG_ACTIONS = 6
 _STEPS = 5

@@ -22,14 +22,16 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from twm_tf.evaluation import protocol as evaluation
+from twm_tf import acting
+from twm_tf import config as config_lib
 from twm_tf import files
-from twm_tf.dev import testdata
 from twm_tf import world_model as world_model_lib
-from twm_tf.run import restore
+from twm_tf.dev import testdata
 from twm_tf.envs import atari
-from twm_tf.models import observation
+from twm_tf.evaluation import protocol as evaluation
 from twm_tf.models import distributions
+from twm_tf.models import observation
+from twm_tf.run import restore
 
 _CHUNK = 64  # Starts per batched rollout and frames per encoder/decoder call.
 
@@ -64,7 +66,7 @@ def collect(run: restore.RunModels, steps: int, seed: int, episodes: int | None 
     """
     env = atari.from_config(run.config, training=False, seed=seed)
     rng = np.random.default_rng(seed)
-    logits_fn = evaluation.policy_logits(run.world_model.observation, run.actor)
+    logits_fn = acting.policy_logits(run.world_model.observation, run.actor)
     obs, lives, games = env.reset(), env.ale.lives(), 0
     fields = {name: [] for name in Transitions._fields}
     while len(fields["obs"]) < steps and (episodes is None or games < episodes):
@@ -171,6 +173,35 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+class _Real(NamedTuple):
+    """What the predictions are scored against, per real step t (see `horizon_metrics`)."""
+
+    log_q: np.ndarray  # [T, V, C] log q(z_t | o_t), the encoder's distribution
+    q: np.ndarray  # [T, V, C] its probabilities
+    classes: np.ndarray  # [T, V] its modes
+    frames: np.ndarray  # [T, S, 64, 64] float32 o_t in [0, 1]
+    posterior: np.ndarray  # [T, S, 64, 64] decoded mode of q(z_t | o_t)
+    rewards: np.ndarray  # [T] tanh r_t
+    done_before: np.ndarray  # [T + 1] dones in steps < t
+    mean_reward: float  # mean tanh reward, the reward baseline
+
+
+def _real(obs_model: observation.ObservationModel, data: Transitions, logits: np.ndarray) -> _Real:
+    """The encoder's view of every real step, its decoded frames and the real rewards."""
+    log_q = tf.nn.log_softmax(logits).numpy()  # [T, V, C]
+    rewards = np.tanh(data.rewards)
+    return _Real(
+        log_q=log_q,
+        q=np.exp(log_q),
+        classes=logits.argmax(-1),  # [T, V]
+        frames=data.obs.astype(np.float32) / 255.0,
+        posterior=_decode(obs_model, distributions.latent_mode(logits).numpy()),
+        rewards=rewards,
+        done_before=np.concatenate([[0], np.cumsum(data.dones)]),
+        mean_reward=float(rewards.mean()),
+    )
+
+
 def horizon_metrics(
     world_model: world_model_lib.WorldModel,
     data: Transitions,
@@ -178,73 +209,101 @@ def horizon_metrics(
     predictions: Predictions,
 ) -> list[dict]:
     """Per horizon k = 1..H: the model's errors and the trivial baselines' (see module doc)."""
-    config = world_model.config
-    obs_model = world_model.observation
+    real = _real(world_model.observation, data, logits)
     s = predictions.starts
     horizon = predictions.reward.shape[1]
-    log_q = tf.nn.log_softmax(logits).numpy()  # [T, V, C]
-    q = np.exp(log_q)
-    classes = logits.argmax(-1)  # [T, V]
-    frames = data.obs.astype(np.float32) / 255.0
-    posterior = _decode(obs_model, distributions.latent_mode(logits).numpy())  # [T, S, 64, 64]
-    rewards = np.tanh(data.rewards)
-    done_before = np.concatenate([[0], np.cumsum(data.dones)])  # dones in steps < t
-    mean_reward = float(rewards.mean())
     results = []
     for k in range(1, horizon + 1):
         target, transition = s + k, s + k - 1
         # z_{s+k} needs no done in s..s+k-1; transition s+k-1 none in s..s+k-2.
-        latent_ok = done_before[target] == done_before[s]
-        reward_ok = done_before[transition] == done_before[s]
-        predicted = predictions.next_logits[:, k - 1]
-        log_p = tf.nn.log_softmax(predicted).numpy()
-        decoded = _decode(obs_model, predictions.next_z[:, k - 1])
-        pixels = (1, 2, 3)
-        pred_reward, real_reward = predictions.reward[:, k - 1], rewards[transition]
-        nonzero = reward_ok & (data.rewards[transition] != 0)
-        continuation = predictions.discount[:, k - 1] / config.gamma
-        predicted_terminal = reward_ok & (continuation < 0.5)
-        real_terminal = reward_ok & data.terminals[transition]
-        hits = int((predicted_terminal & real_terminal).sum())
+        latent_ok = real.done_before[target] == real.done_before[s]
+        reward_ok = real.done_before[transition] == real.done_before[s]
         results.append(
             {
                 "horizon": k,
                 "latent_count": int(latent_ok.sum()),
                 "transition_count": int(reward_ok.sum()),
-                "recon_mse": _mean(((decoded - frames[target]) ** 2).mean(pixels), latent_ok),
-                "recon_mse_repeat": _mean(
-                    ((frames[s] - frames[target]) ** 2).mean(pixels), latent_ok
-                ),
-                "recon_mse_posterior": _mean(
-                    ((posterior[target] - frames[target]) ** 2).mean(pixels), latent_ok
-                ),
-                "latent_xent": _mean(-(q[target] * log_p).sum((1, 2)), latent_ok),
-                "latent_xent_repeat": _mean(-(q[target] * log_q[s]).sum((1, 2)), latent_ok),
-                "latent_xent_uniform": config.latent_vars * math.log(config.latent_classes),
-                "latent_accuracy": _mean(
-                    (predicted.argmax(-1) == classes[target]).mean(1), latent_ok
-                ),
-                "latent_accuracy_repeat": _mean((classes[s] == classes[target]).mean(1), latent_ok),
-                "reward_mae": _mean(np.abs(pred_reward - real_reward), reward_ok),
-                "reward_mae_mean": _mean(np.abs(mean_reward - real_reward), reward_ok),
-                # The head is a unit-variance Gaussian: its mean is fit by squared error, so MSE
-                # is the comparison that matches its training (MAE favours predicting 0).
-                "reward_mse": _mean(np.square(pred_reward - real_reward), reward_ok),
-                "reward_mse_mean": _mean(np.square(mean_reward - real_reward), reward_ok),
-                "reward_nonzero": int(nonzero.sum()),
-                "reward_sign_accuracy": _mean(
-                    np.sign(pred_reward) == np.sign(real_reward), nonzero
-                ),
-                "reward_sign_accuracy_mean": _mean(
-                    np.full(len(s), np.sign(mean_reward)) == np.sign(real_reward), nonzero
-                ),
-                "terminals": int(real_terminal.sum()),
-                "terminals_predicted": int(predicted_terminal.sum()),
-                "terminal_precision": _ratio(hits, int(predicted_terminal.sum())),
-                "terminal_recall": _ratio(hits, int(real_terminal.sum())),
+                **_latent_metrics(world_model, real, predictions, k, latent_ok),
+                **_reward_metrics(data, real, predictions, k, reward_ok),
+                **_terminal_metrics(world_model.config, data, predictions, k, reward_ok),
             }
         )
     return results
+
+
+def _latent_metrics(
+    world_model: world_model_lib.WorldModel,
+    real: _Real,
+    predictions: Predictions,
+    k: int,
+    latent_ok: np.ndarray,
+) -> dict:
+    """Decoded frames and next latents at horizon k, over the starts where latent_ok."""
+    config = world_model.config
+    s = predictions.starts
+    target = s + k
+    predicted = predictions.next_logits[:, k - 1]
+    log_p = tf.nn.log_softmax(predicted).numpy()
+    decoded = _decode(world_model.observation, predictions.next_z[:, k - 1])
+    pixels = (1, 2, 3)
+    frames, q, log_q, classes = real.frames, real.q, real.log_q, real.classes
+    return {
+        "recon_mse": _mean(((decoded - frames[target]) ** 2).mean(pixels), latent_ok),
+        "recon_mse_repeat": _mean(((frames[s] - frames[target]) ** 2).mean(pixels), latent_ok),
+        "recon_mse_posterior": _mean(
+            ((real.posterior[target] - frames[target]) ** 2).mean(pixels), latent_ok
+        ),
+        "latent_xent": _mean(-(q[target] * log_p).sum((1, 2)), latent_ok),
+        "latent_xent_repeat": _mean(-(q[target] * log_q[s]).sum((1, 2)), latent_ok),
+        "latent_xent_uniform": config.latent_vars * math.log(config.latent_classes),
+        "latent_accuracy": _mean((predicted.argmax(-1) == classes[target]).mean(1), latent_ok),
+        "latent_accuracy_repeat": _mean((classes[s] == classes[target]).mean(1), latent_ok),
+    }
+
+
+def _reward_metrics(
+    data: Transitions, real: _Real, predictions: Predictions, k: int, reward_ok: np.ndarray
+) -> dict:
+    """Predicted rewards of transitions s + k - 1, over the starts where reward_ok."""
+    s = predictions.starts
+    transition = s + k - 1
+    pred_reward, real_reward = predictions.reward[:, k - 1], real.rewards[transition]
+    mean_reward = real.mean_reward
+    nonzero = reward_ok & (data.rewards[transition] != 0)
+    return {
+        "reward_mae": _mean(np.abs(pred_reward - real_reward), reward_ok),
+        "reward_mae_mean": _mean(np.abs(mean_reward - real_reward), reward_ok),
+        # The head is a unit-variance Gaussian: its mean is fit by squared error, so MSE
+        # is the comparison that matches its training (MAE favours predicting 0).
+        "reward_mse": _mean(np.square(pred_reward - real_reward), reward_ok),
+        "reward_mse_mean": _mean(np.square(mean_reward - real_reward), reward_ok),
+        "reward_nonzero": int(nonzero.sum()),
+        "reward_sign_accuracy": _mean(np.sign(pred_reward) == np.sign(real_reward), nonzero),
+        "reward_sign_accuracy_mean": _mean(
+            np.full(len(s), np.sign(mean_reward)) == np.sign(real_reward), nonzero
+        ),
+    }
+
+
+def _terminal_metrics(
+    config: config_lib.Config,
+    data: Transitions,
+    predictions: Predictions,
+    k: int,
+    reward_ok: np.ndarray,
+) -> dict:
+    """Predicted terminals (continuation < 0.5) against the real ones of transitions s + k - 1."""
+    transition = predictions.starts + k - 1
+    continuation = predictions.discount[:, k - 1] / config.gamma
+    predicted_terminal = reward_ok & (continuation < 0.5)
+    real_terminal = reward_ok & data.terminals[transition]
+    hits = int((predicted_terminal & real_terminal).sum())
+    return {
+        "terminals": int(real_terminal.sum()),
+        "terminals_predicted": int(predicted_terminal.sum()),
+        "terminal_precision": _ratio(hits, int(predicted_terminal.sum())),
+        "terminal_recall": _ratio(hits, int(real_terminal.sum())),
+    }
 
 
 def evaluate(

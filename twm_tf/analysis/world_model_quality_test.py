@@ -9,13 +9,13 @@ import tensorflow as tf
 from absl.testing import absltest
 
 from twm_tf import config as config_lib
-from twm_tf.replay import buffer as replay_lib
+from twm_tf import world_model as world_model_lib
+from twm_tf.analysis import world_model_quality
 from twm_tf.dev import testdata
 from twm_tf.dev import testing
-from twm_tf import world_model as world_model_lib
-from twm_tf.run import restore
-from twm_tf.analysis import world_model_quality
 from twm_tf.models import distributions
+from twm_tf.replay import buffer as replay_lib
+from twm_tf.run import restore
 
 _HORIZON = 3
 _BREAKOUT_ACTIONS = 4

@@ -36,22 +36,19 @@ import os
 import shutil
 import tempfile
 import time
-from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import files
 from twm_tf.deploy import litert_policy
-from twm_tf import precision
-from twm_tf.run import run_dir as run_dir_lib
-from twm_tf.envs import atari
 from twm_tf.models import actor_critic
-from twm_tf.models import observation
 from twm_tf.models import distributions
+from twm_tf.models import observation
+from twm_tf.run import restore
+from twm_tf.run import run_dir as run_dir_lib
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1  # Of the signatures and metadata; bump on any change play.py must know about.
@@ -176,6 +173,28 @@ def metadata(config: config_lib.Config, action_meanings: list[str] | tuple[str, 
     }
 
 
+def _write_saved_model(
+    staging: str,
+    obs_model: observation.ObservationModel,
+    actor: actor_critic.Actor,
+    config: config_lib.Config,
+    info: dict,
+    jit_compile: bool,
+) -> str:
+    """Writes the SavedModel and its policy.tflite under `staging`; returns the SavedModel dir."""
+    metadata_path = os.path.join(staging, METADATA_FILE)
+    with open(metadata_path, "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+    module = PolicyModule(obs_model.encoder, actor, info, metadata_path, config.seed, jit_compile)
+    saved = os.path.join(staging, "saved_model")
+    tf.saved_model.save(
+        module, saved, signatures={"serving_default": module.sample, "greedy": module.greedy}
+    )
+    with open(os.path.join(saved, litert_policy.MODEL_FILE), "wb") as f:
+        f.write(module.litert_model())
+    return saved
+
+
 def export_policy(
     path: str,
     obs_model: observation.ObservationModel,
@@ -209,25 +228,15 @@ def export_policy(
             f"{len(action_meanings)}: {list(action_meanings)}"
         )
     check_output(path)
-    info = metadata(config, action_meanings)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     staging = None
     try:
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.staging-")
-        metadata_path = os.path.join(staging, METADATA_FILE)
-        with open(metadata_path, "w") as f:
-            json.dump(info, f, indent=2, sort_keys=True)
-        module = PolicyModule(
-            obs_model.encoder, actor, info, metadata_path, config.seed, jit_compile
+        saved = _write_saved_model(
+            staging, obs_model, actor, config, metadata(config, action_meanings), jit_compile
         )
-        saved = os.path.join(staging, "saved_model")
-        tf.saved_model.save(
-            module, saved, signatures={"serving_default": module.sample, "greedy": module.greedy}
-        )
-        with open(os.path.join(saved, litert_policy.MODEL_FILE), "wb") as f:
-            f.write(module.litert_model())
         if os.path.exists(path):
             # Two renames: between them nothing is at `path`, which readers see as "no export".
             os.replace(path, os.path.join(staging, "previous"))
@@ -268,50 +277,6 @@ def check_output(path: str, flag: str = "--output") -> None:
     files.check_writable(os.path.dirname(os.path.abspath(path)), flag)
 
 
-def restore_policy_weights(
-    checkpoint_path: str, obs_model: observation.ObservationModel, actor: actor_critic.Actor
-) -> None:
-    """Restores the observation model and actor from a twm_tf.trainer checkpoint, nothing else.
-
-    Raises:
-        checkpoint.CheckpointMismatch: naming each variable the checkpoint lacks or has extra.
-    """
-    checkpoint_lib.restore_models(checkpoint_path, observation=obs_model, actor=actor)
-
-
-class RunPolicy(NamedTuple):
-    """The acting part of a training run, restored from its latest checkpoint."""
-
-    config: config_lib.Config
-    obs_model: observation.ObservationModel
-    actor: actor_critic.Actor
-    action_meanings: tuple[str, ...]
-    checkpoint: str
-
-
-def load_policy(run_dir: str, as_trained: bool = False) -> RunPolicy:
-    """Rebuilds the observation model and actor of a run and restores their latest weights.
-
-    Models are float32 (for export) unless `as_trained`: then in the run's config.precision,
-    as the agent acted and evaluated.
-
-    Raises:
-        FileNotFoundError: if run_dir has no config.json or no checkpoint.
-        checkpoint.CheckpointMismatch: if the checkpoint does not fit the run models.
-    """
-    config, checkpoint = checkpoint_lib.locate(run_dir)
-    env = atari.from_config(config, training=False, seed=config.seed)
-    action_meanings = env.action_meanings
-    env.close()
-    with precision.policy("float32" if not as_trained else config.precision):
-        obs_model = observation.ObservationModel(config)
-        actor = actor_critic.Actor(config, len(action_meanings))
-        actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates variables.
-    restore_policy_weights(checkpoint, obs_model, actor)
-    logging.info("restored the policy from %s", checkpoint)
-    return RunPolicy(config, obs_model, actor, tuple(action_meanings), checkpoint)
-
-
 def export_from_run(run_dir: str, path: str | None = None, jit_compile: bool = True) -> str:
     """Exports the policy of the latest checkpoint of a training run.
 
@@ -329,7 +294,7 @@ def export_from_run(run_dir: str, path: str | None = None, jit_compile: bool = T
     """
     path = path or run_dir_lib.path(run_dir, run_dir_lib.POLICY)
     check_output(path)  # Before the models are built.
-    run = load_policy(run_dir)
+    run = restore.load_run(run_dir, world_model=False)
     return export_policy(
         path,
         run.obs_model,

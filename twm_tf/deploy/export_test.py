@@ -14,17 +14,19 @@ import tensorflow as tf
 from absl.testing import parameterized
 from ai_edge_litert import interpreter as litert
 
-from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
-from twm_tf.deploy import export
 from twm_tf import files
+from twm_tf import learner as learner_lib
+from twm_tf import world_model as world_model_lib
+from twm_tf.deploy import export
 from twm_tf.deploy import litert_policy
 from twm_tf.dev import testdata
 from twm_tf.dev import testing
-from twm_tf import world_model as world_model_lib
 from twm_tf.models import actor_critic
-from twm_tf.models import observation
 from twm_tf.models import distributions
+from twm_tf.models import observation
+from twm_tf.run import checkpoint as checkpoint_lib
+from twm_tf.run import restore
 
 _PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 _SPEC_TEXT = "TensorSpec(shape=(None, 4, 64, 64), dtype=tf.uint8, name='frames')"
@@ -71,8 +73,8 @@ class ExportTest(testing.TestCase):
         cls.wm.build()
         cls.ac = actor_critic.ActorCritic(cls.config, len(_PONG_ACTIONS))
         _train_actor(cls.ac, cls.config, steps=3)
-        # As twm_tf.trainer.Agent saves its checkpoints.
-        checkpoint = checkpoint_lib.training_checkpoint(*checkpoint_lib.parts(cls.wm, cls.ac))
+        # As twm_tf.trainer.Trainer saves its checkpoints.
+        checkpoint = checkpoint_lib.training_checkpoint(*learner_lib.parts(cls.wm, cls.ac))
         manager = tf.train.CheckpointManager(
             checkpoint, os.path.join(cls.run_dir, "checkpoints"), 2
         )
@@ -100,12 +102,9 @@ class ExportTest(testing.TestCase):
         self.assertGreater(np.ptp(expected, axis=-1).max(), 1e-3)
 
     def test_restores_exactly_the_checkpointed_weights(self):
-        obs_model = observation.ObservationModel(self.config)
-        actor = actor_critic.Actor(self.config, len(_PONG_ACTIONS))
-        actor(tf.zeros([1, self.config.latent_vars, self.config.latent_classes]))
-        export.restore_policy_weights(
-            tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints")), obs_model, actor
-        )
+        run = restore.load_run(self.run_dir, world_model=False)
+        self.assertIsNone(run.world_model)
+        obs_model, actor = run.obs_model, run.actor
         pairs = [
             *zip(obs_model.encoder.variables, self.wm.observation.encoder.variables, strict=True),
             *zip(actor.variables, self.ac.actor.variables, strict=True),
@@ -224,8 +223,8 @@ class ExportTest(testing.TestCase):
 
     def test_a_full_disk_keeps_the_previous_export(self):
         path = os.path.join(self.create_tempdir().full_path, "policy")
-        obs_model = observation.ObservationModel(self.config)
-        actor = actor_critic.Actor(self.config, len(_PONG_ACTIONS))
+        obs_model = observation.ObservationModel.from_twm_config(self.config)
+        actor = actor_critic.Actor.from_twm_config(self.config, len(_PONG_ACTIONS))
         export.export_policy(path, obs_model, actor, self.config, _PONG_ACTIONS, jit_compile=False)
         before = _saved_logits(path, self.frames)
         full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -255,21 +254,21 @@ class ExportTest(testing.TestCase):
         path = tf.train.Checkpoint(
             models=checkpoint_lib.model_weights(observation=self.wm.observation)
         ).save(os.path.join(self.create_tempdir().full_path, "ckpt"))
-        obs_model = observation.ObservationModel(self.config)
-        actor = actor_critic.Actor(self.config, len(_PONG_ACTIONS))
+        obs_model = observation.ObservationModel.from_twm_config(self.config)
+        actor = actor_critic.Actor.from_twm_config(self.config, len(_PONG_ACTIONS))
         actor(tf.zeros([1, self.config.latent_vars, self.config.latent_classes]))
         with self.assertRaisesRegex(
             checkpoint_lib.CheckpointMismatch, "actor lacks mlp/hidden_0/bias, mlp/hidden_0/kernel"
         ):
-            export.restore_policy_weights(path, obs_model, actor)
+            checkpoint_lib.restore_models(path, observation=obs_model, actor=actor)
 
     def test_export_replaces_atomically(self):
         path = os.path.join(self.create_tempdir().full_path, "policy")
-        obs_model = observation.ObservationModel(self.config)
-        actor = actor_critic.Actor(self.config, len(_PONG_ACTIONS))
+        obs_model = observation.ObservationModel.from_twm_config(self.config)
+        actor = actor_critic.Actor.from_twm_config(self.config, len(_PONG_ACTIONS))
         export.export_policy(path, obs_model, actor, self.config, _PONG_ACTIONS, jit_compile=False)
         before = _saved_logits(path, self.frames)
-        other = actor_critic.Actor(self.config, len(_PONG_ACTIONS))
+        other = actor_critic.Actor.from_twm_config(self.config, len(_PONG_ACTIONS))
         with mock.patch.object(tf.saved_model, "save", side_effect=RuntimeError("crash")):
             with self.assertRaisesRegex(RuntimeError, "crash"):
                 export.export_policy(path, obs_model, other, self.config, _PONG_ACTIONS)

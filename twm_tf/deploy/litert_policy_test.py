@@ -11,8 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from twm_tf import config as config_lib
-from twm_tf.deploy import export
 from twm_tf import files
+from twm_tf.deploy import export
 from twm_tf.deploy import litert_policy
 from twm_tf.dev import testdata
 from twm_tf.dev import testing
@@ -40,8 +40,8 @@ class LiteRtPolicyTest(testing.TestCase):
         super().setUpClass()
         tf.keras.utils.set_random_seed(0)
         config = config_lib.debug(game="Breakout")
-        obs_model = observation.ObservationModel(config)
-        actor = actor_critic.Actor(config, len(_ACTIONS))
+        obs_model = observation.ObservationModel.from_twm_config(config)
+        actor = actor_critic.Actor.from_twm_config(config, len(_ACTIONS))
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))
         rng = np.random.default_rng(0)
         # Nonzero biases too: a conversion that dropped or re-initialized any variable shows.
@@ -126,7 +126,7 @@ class LiteRtPolicyTest(testing.TestCase):
     def test_runs_without_tensorflow(self):
         script = (
             "import sys, numpy as np\n"
-            "from twm_tf import litert_policy\n"
+            "from twm_tf.deploy import litert_policy\n"
             "policy = litert_policy.LiteRtPolicy(sys.argv[1])\n"
             "print(policy.act(np.zeros([2, 4, 64, 64], np.uint8))[0].shape)\n"
             "print('tensorflow' in sys.modules)\n"

@@ -8,8 +8,8 @@ from absl.testing import parameterized
 
 from twm_tf import config as config_lib
 from twm_tf import world_model as world_model_lib
-from twm_tf.run import restore
 from twm_tf.models import actor_critic
+from twm_tf.run import restore
 
 
 class TestCase(tf.test.TestCase, parameterized.TestCase):

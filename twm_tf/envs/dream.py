@@ -27,17 +27,17 @@ import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
 
-from twm_tf.run import checkpoint as checkpoint_lib
-from twm_tf.evaluation import protocol as evaluation
-from twm_tf.replay import file_format as replay_file
-from twm_tf.dev import testdata
+from twm_tf import acting
 from twm_tf.analysis import dream as analysis_dream
-from twm_tf.run import restore
 from twm_tf.analysis import world_model_quality
+from twm_tf.dev import testdata
 from twm_tf.envs import atari
 from twm_tf.envs import dream_render
 from twm_tf.models import distributions
 from twm_tf.models import dynamics as dynamics_lib
+from twm_tf.replay import file_format as replay_file
+from twm_tf.run import checkpoint as checkpoint_lib
+from twm_tf.run import restore
 
 STARTS = ("game", "recorded", "replay")
 _TANH_LIMIT = 1.0 - 1e-6  # |tanh r| is clipped here before arctanh: raw rewards stay finite.
@@ -135,7 +135,7 @@ def _graphs(run: restore.RunModels, latent: str) -> _Graphs:
         sample_and_decode=sample_and_decode,
         decode=tf.function(wm.observation.decode),
         act=tf.function(lambda z, seed: distributions.sample_actions(actor(z), seed)),
-        policy_logits=evaluation.policy_logits(wm.observation, actor),
+        policy_logits=acting.policy_logits(wm.observation, actor),
     )
 
 

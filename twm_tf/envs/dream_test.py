@@ -13,18 +13,18 @@ import numpy as np  # noqa: E402
 from absl.testing import absltest  # noqa: E402
 from gymnasium.utils import env_checker  # noqa: E402
 
-from twm_tf.run import checkpoint  # noqa: E402
 from twm_tf import config as config_lib  # noqa: E402
 from twm_tf import envs  # noqa: E402
-from twm_tf.replay import buffer as replay  # noqa: E402
+from twm_tf.analysis import dream as analysis_dream  # noqa: E402
+from twm_tf.analysis import world_model_quality  # noqa: E402
 from twm_tf.dev import testdata  # noqa: E402
 from twm_tf.dev import testing  # noqa: E402
-from twm_tf.analysis import dream as analysis_dream  # noqa: E402
-from twm_tf.run import restore  # noqa: E402
-from twm_tf.analysis import world_model_quality  # noqa: E402
 from twm_tf.envs import dream  # noqa: E402
 from twm_tf.envs import dream_play  # noqa: E402
 from twm_tf.envs import dream_render  # noqa: E402
+from twm_tf.replay import buffer as replay  # noqa: E402
+from twm_tf.run import checkpoint  # noqa: E402
+from twm_tf.run import restore  # noqa: E402
 
 _PONG_ACTIONS = 6  # NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE
 _STEPS = 6

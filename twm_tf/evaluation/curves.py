@@ -1,6 +1,6 @@
 """Learning curves of one run directory: training-episode returns and evaluations by env step.
 
-Reads what `agent.Agent` writes: episodes.csv (env_steps, episode, return), evals.csv
+Reads what `trainer.Trainer` writes: episodes.csv (env_steps, episode, return), evals.csv
 (env_steps, mean, std, human_normalized, episodes) and eval.json (the final evaluation with the
 random policy's scores under the same protocol).
 """

@@ -8,8 +8,8 @@ import numpy as np
 from absl.testing import absltest
 
 from twm_tf import config as config_lib
-from twm_tf.evaluation import curves
 from twm_tf.dev import testing
+from twm_tf.evaluation import curves
 
 
 def _write_run(run_dir: str, final: bool) -> None:

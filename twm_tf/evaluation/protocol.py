@@ -10,33 +10,16 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
+from twm_tf import acting
 from twm_tf import config as config_lib
-from twm_tf.deploy import export
 from twm_tf import faults
 from twm_tf import files
 from twm_tf import games
-from twm_tf.run import run_dir as run_dir_lib
 from twm_tf import seeding
 from twm_tf.envs import atari
-from twm_tf.models import actor_critic
-from twm_tf.models import observation
-from twm_tf.models import distributions
-
-
-def reference_scores() -> dict[str, dict[str, float]]:
-    """Per-game random, human and published scores from the shipped atari100k.csv."""
-    return games.reference_scores()
-
-
-def human_normalized(game: str, score: float) -> float:
-    """(score - random) / (human - random)."""
-    table = reference_scores()
-    if game not in table:
-        raise ValueError(f"no reference scores for game {game!r}; known: {sorted(table)}")
-    ref = table[game]
-    return (score - ref["random"]) / (ref["human"] - ref["random"])
+from twm_tf.run import restore
+from twm_tf.run import run_dir as run_dir_lib
 
 
 class Result(NamedTuple):
@@ -51,11 +34,9 @@ class Result(NamedTuple):
 # Games played at once: one batched policy call per step instead of one call per game and step.
 EVAL_BATCH = 16
 
-Logits = Callable[[tf.Tensor], tf.Tensor]  # uint8 frames [B, stack, 64, 64] -> logits [B, A]
-
 
 def evaluate(
-    logits_fn: Logits,
+    logits_fn: acting.Logits,
     config: config_lib.Config,
     episodes: int,
     seed: int,
@@ -115,7 +96,7 @@ def sample(logits: np.ndarray, rng: np.random.Generator) -> int:
     return int(np.argmax(logits + rng.gumbel(size=logits.shape)))
 
 
-def random_policy(num_actions: int) -> Logits:
+def random_policy(num_actions: int) -> acting.Logits:
     """A uniformly random policy: equal logits for every action."""
 
     def logits_fn(frames):
@@ -125,7 +106,7 @@ def random_policy(num_actions: int) -> Logits:
 
 
 def evaluate_final(
-    logits_fn: Logits,
+    logits_fn: acting.Logits,
     config: config_lib.Config,
     episodes: int,
     seed: int,
@@ -142,37 +123,6 @@ def evaluate_final(
     return write(result, config, path, random_result=baseline)
 
 
-def policy_logits(obs_model: observation.ObservationModel, actor: actor_critic.Actor) -> Logits:
-    """The policy's logits: the actor on the mode of z (no transformer)."""
-    config = obs_model.config
-    frames_spec = tf.TensorSpec(
-        [None, config.frame_stack, config.frame_size, config.frame_size], tf.uint8
-    )
-
-    # XLA: at batch 1 (acting) TF's per-op dispatch costs more than the convs and matmuls.
-    @tf.function(input_signature=[frames_spec], jit_compile=True)
-    def logits(frames):
-        classes = distributions.latent_mode_classes(obs_model.encode(frames))
-        return tf.cast(actor.from_classes(classes), tf.float32)
-
-    return logits
-
-
-def policy_function(
-    obs_model: observation.ObservationModel, actor: actor_critic.Actor
-) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """The acting policy: actions sampled from `policy_logits` with a [2] stateless seed."""
-    logits = policy_logits(obs_model, actor)
-
-    @tf.function(
-        input_signature=[*logits.input_signature, tf.TensorSpec([2], tf.int64)], jit_compile=True
-    )
-    def act(frames, seed):
-        return distributions.sample_actions(logits(frames), seed)
-
-    return act
-
-
 def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = None) -> dict:
     """Evaluates the latest checkpoint of a run; writes and returns <run_dir>/eval.json.
 
@@ -184,11 +134,11 @@ def evaluate_run(run_dir: str, episodes: int | None = None, seed: int | None = N
       episodes: games to play (default: the run's config.eval_episodes).
       seed: evaluation seed (default: the run's seed + env_steps, as the agent's final one).
     """
-    run = export.load_policy(run_dir, as_trained=True)
+    run = restore.load_run(run_dir, world_model=False, as_trained=True)
     config = run.config
     seed = config.seed + config.env_steps if seed is None else seed
     return evaluate_final(
-        policy_logits(run.obs_model, run.actor),
+        acting.policy_logits(run.obs_model, run.actor),
         config,
         config.eval_episodes if episodes is None else episodes,
         seed,
@@ -211,7 +161,7 @@ def write(
         "lengths": result.lengths,
         "mean": result.mean,
         "std": float(np.std(result.scores)),
-        "human_normalized": human_normalized(config.game, result.mean),
+        "human_normalized": games.human_normalized(config.game, result.mean),
     }
     if random_result is not None:
         summary["random_mean"] = random_result.mean

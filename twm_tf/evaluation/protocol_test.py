@@ -6,8 +6,8 @@ import numpy as np
 from absl.testing import absltest
 
 from twm_tf import config as config_lib
-from twm_tf.evaluation import protocol as evaluation
 from twm_tf.dev import testing
+from twm_tf.evaluation import protocol as evaluation
 
 
 def _frame_policy(frames):

@@ -22,11 +22,11 @@ import numpy as np
 from absl import logging
 from scipy import stats
 
-from twm_tf.evaluation import protocol as evaluation
 from twm_tf import files
+from twm_tf import games
 from twm_tf.run import run_dir as run_dir_lib
 
-GAMES = tuple(sorted(evaluation.reference_scores()))  # The 26 Atari 100k games.
+GAMES = tuple(sorted(games.reference_scores()))  # The 26 Atari 100k games.
 EXPECTED_RUNS = 5  # Runs per game in the published results.
 CONFIDENCE = 0.95
 _PUBLISHED = os.path.join(
@@ -103,7 +103,7 @@ def published_scores() -> dict[str, dict[str, np.ndarray]]:
 
 def normalize(raw: dict[str, Sequence[float]]) -> Scores:
     """Human-normalizes per-game raw scores."""
-    return {g: np.array([evaluation.human_normalized(g, s) for s in v]) for g, v in raw.items()}
+    return {g: np.array([games.human_normalized(g, s) for s in v]) for g, v in raw.items()}
 
 
 # Statistics over per-game samples [..., R_game] (a leading batch dimension while bootstrapping).
@@ -278,46 +278,15 @@ def build(
       ValueError: on a bad combination of arguments or when no run has finished.
     """
     table = published_scores()
-    for name in (published, compare):
-        if name is not None and name not in table:
-            raise ValueError(f"unknown published agent {name!r}; known: {sorted(table)}")
-    if (runs is None) == (published is None):
-        raise ValueError("report either runs or a published agent")
-    if published is not None:
-        runs, raw, subject = [], dict(table[published]), published
-        if variant:
-            raise ValueError("a variant is compared with runs, not with a published agent")
-    else:
-        raw, subject = _finals(runs), "twm-tf"
-        if not raw:
-            raise ValueError(
-                f"no run of {source or 'the runs'} has a final evaluation yet (eval.json)"
-            )
+    runs, raw, subject = _subject(table, runs, published, compare, variant, source)
     scores = normalize(raw)
     games = sorted(scores)
-    references = evaluation.reference_scores()
     kwargs = dict(resamples=resamples, seed=seed)
     report = {
         "subject": subject,
         "source": source or f"published {published}",
-        "games": games,
-        "missing_games": [g for g in GAMES if g not in scores],
-        "runs_per_game": {g: len(scores[g]) for g in games},
-        "expected_runs_per_game": expected_runs,
-        "missing_runs": sum(max(expected_runs - len(scores.get(g, ())), 0) for g in GAMES),
-        "unfinished_runs": [r.run_dir for r in runs if r.final is None],
-        "per_game": {
-            g: {
-                "scores": [float(s) for s in raw[g]],
-                "mean": float(np.mean(raw[g])),
-                "normalized": scores[g].tolist(),
-                "normalized_mean": float(scores[g].mean()),
-                "random": references[g]["random"],
-                "human": references[g]["human"],
-                "published": {a: float(table[a][g].mean()) for a in table},
-            }
-            for g in games
-        },
+        **_coverage(scores, runs, expected_runs),
+        "per_game": _per_game(raw, scores, table),
         "aggregates": _estimates(aggregate(scores, **kwargs)),
         "published_aggregates": {
             a: _estimates(aggregate(normalize({g: table[a][g] for g in games}), **kwargs))
@@ -333,43 +302,99 @@ def build(
         "curves": curves(runs),
         "variant": None,
     }
-    compared = normalize({g: table[compare][g] for g in games})
+    report["compare"] = _comparison(scores, table, compare, kwargs)
+    if variant:
+        report["variant"] = _variant(runs, variant, scores, kwargs)
+    total = sum(report["runs_per_game"].values())
+    logging.info("report of %s: %d games, %d runs", report["source"], len(games), total)
+    return report
+
+
+def _subject(table, runs, published, compare, variant, source) -> tuple[list, dict, str]:
+    """Checks `build`'s arguments; returns its runs, the raw final scores by game, the subject."""
+    for name in (published, compare):
+        if name is not None and name not in table:
+            raise ValueError(f"unknown published agent {name!r}; known: {sorted(table)}")
+    if (runs is None) == (published is None):
+        raise ValueError("report either runs or a published agent")
+    if published is not None:
+        runs, raw, subject = [], dict(table[published]), published
+        if variant:
+            raise ValueError("a variant is compared with runs, not with a published agent")
+    else:
+        raw, subject = _finals(runs), "twm-tf"
+        if not raw:
+            raise ValueError(
+                f"no run of {source or 'the runs'} has a final evaluation yet (eval.json)"
+            )
+    return runs, raw, subject
+
+
+def _coverage(scores: Scores, runs: Sequence[Run], expected_runs: int) -> dict:
+    """Which games and runs the report covers and which are missing or unfinished."""
+    games = sorted(scores)
+    return {
+        "games": games,
+        "missing_games": [g for g in GAMES if g not in scores],
+        "runs_per_game": {g: len(scores[g]) for g in games},
+        "expected_runs_per_game": expected_runs,
+        "missing_runs": sum(max(expected_runs - len(scores.get(g, ())), 0) for g in GAMES),
+        "unfinished_runs": [r.run_dir for r in runs if r.final is None],
+    }
+
+
+def _per_game(raw: dict[str, Sequence[float]], scores: Scores, table: dict) -> dict[str, dict]:
+    """Each game's raw and normalized scores, its reference scores and the published means."""
+    references = games.reference_scores()
+    return {
+        g: {
+            "scores": [float(s) for s in raw[g]],
+            "mean": float(np.mean(raw[g])),
+            "normalized": scores[g].tolist(),
+            "normalized_mean": float(scores[g].mean()),
+            "random": references[g]["random"],
+            "human": references[g]["human"],
+            "published": {a: float(table[a][g].mean()) for a in table},
+        }
+        for g in sorted(scores)
+    }
+
+
+def _comparison(scores: Scores, table: dict, compare: str, kwargs: dict) -> dict:
+    """The probability of improvement over the published agent `compare` on the same games."""
+    compared = normalize({g: table[compare][g] for g in sorted(scores)})
     improvement, per_game = probability_of_improvement(scores, compared, **kwargs)
-    report["compare"] = {
+    return {
         "agent": compare,
         "probability_of_improvement": improvement._asdict(),
         "per_game": per_game,
-        "normalized": {g: compared[g].tolist() for g in games},
+        "normalized": {g: compared[g].tolist() for g in sorted(scores)},
     }
-    if variant:
-        variant_scores = normalize(_finals(variant))
-        common = sorted(set(variant_scores) & set(scores))
-        if not common:
-            raise ValueError("the variant runs share no finished game with the runs")
-        default_scores = {g: scores[g] for g in common}
-        variant_scores = {g: variant_scores[g] for g in common}
-        differences = config_difference(
-            [r for r in runs if r.game in common], [r for r in variant if r.game in common]
-        )
-        improvement, per_game = probability_of_improvement(variant_scores, default_scores, **kwargs)
-        report["variant"] = {
-            "description": "; ".join(f"{k}={v[1]} (default {v[0]})" for k, v in differences.items())
-            or "no config difference",
-            "differences": differences,
-            "games": common,
-            "default": {g: default_scores[g].tolist() for g in common},
-            "variant": {g: variant_scores[g].tolist() for g in common},
-            "aggregates": {
-                "default": _estimates(aggregate(default_scores, **kwargs)),
-                "variant": _estimates(aggregate(variant_scores, **kwargs)),
-            },
-            "probability_of_improvement": improvement._asdict(),
-            "unfinished_runs": [r.run_dir for r in variant if r.final is None],
-        }
-    logging.info(
-        "report of %s: %d games, %d runs",
-        report["source"],
-        len(games),
-        sum(report["runs_per_game"].values()),
+
+
+def _variant(runs: Sequence[Run], variant: Sequence[Run], scores: Scores, kwargs: dict) -> dict:
+    """The variant's runs against `runs` on the finished games both have."""
+    variant_scores = normalize(_finals(variant))
+    common = sorted(set(variant_scores) & set(scores))
+    if not common:
+        raise ValueError("the variant runs share no finished game with the runs")
+    default_scores = {g: scores[g] for g in common}
+    variant_scores = {g: variant_scores[g] for g in common}
+    differences = config_difference(
+        [r for r in runs if r.game in common], [r for r in variant if r.game in common]
     )
-    return report
+    improvement, _ = probability_of_improvement(variant_scores, default_scores, **kwargs)
+    return {
+        "description": "; ".join(f"{k}={v[1]} (default {v[0]})" for k, v in differences.items())
+        or "no config difference",
+        "differences": differences,
+        "games": common,
+        "default": {g: default_scores[g].tolist() for g in common},
+        "variant": {g: variant_scores[g].tolist() for g in common},
+        "aggregates": {
+            "default": _estimates(aggregate(default_scores, **kwargs)),
+            "variant": _estimates(aggregate(variant_scores, **kwargs)),
+        },
+        "probability_of_improvement": improvement._asdict(),
+        "unfinished_runs": [r.run_dir for r in variant if r.final is None],
+    }

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from twm_tf.evaluation import protocol as evaluation
+from twm_tf import games as games_lib
 from twm_tf.evaluation import report as report_lib
 
 
@@ -28,13 +28,24 @@ def _aggregate_row(name: str, runs: int | str, estimates: dict) -> str:
 
 def markdown(report: dict, images: Sequence[str] = ()) -> str:
     """report.md: coverage, aggregates, comparison, per-game table, variant, plots."""
-    games, per_game = report["games"], report["per_game"]
+    lines = _coverage_lines(report)
+    lines += _aggregate_lines(report)
+    lines += _comparison_lines(report)
+    lines += _per_game_lines(report)
+    if report["variant"]:
+        lines += _variant_lines(report["variant"])
+    lines += [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in images]
+    return "\n".join(lines) + "\n"
+
+
+def _coverage_lines(report: dict) -> list[str]:
+    """The title and which games and runs the report covers."""
     expected = report["expected_runs_per_game"]
     total = sum(report["runs_per_game"].values())
     lines = [
         f"# Atari 100k report: {report['source']}",
         "",
-        f"{total} finished runs on {len(games)} of {len(report_lib.GAMES)} games "
+        f"{total} finished runs on {len(report['games'])} of {len(report_lib.GAMES)} games "
         f"({expected} runs per game expected).",
     ]
     if report["missing_games"]:
@@ -52,10 +63,16 @@ def markdown(report: dict, images: Sequence[str] = ()) -> str:
         lines.append(
             "Unfinished (no eval.json, curves only): " + ", ".join(report["unfinished_runs"]) + "."
         )
+    return lines
+
+
+def _aggregate_lines(report: dict) -> list[str]:
+    """The aggregates table: the subject's, then each other published agent's."""
     boot = report["bootstrap"]
-    lines += [
+    total = sum(report["runs_per_game"].values())
+    lines = [
         "",
-        f"## Human-normalized aggregates over the {len(games)} games run",
+        f"## Human-normalized aggregates over the {len(report['games'])} games run",
         "",
         f"Point estimate [{boot['confidence']:.0%} CI: {boot['method']}, "
         f"{boot['resamples']} resamples; none when no game has two runs].",
@@ -69,8 +86,13 @@ def markdown(report: dict, images: Sequence[str] = ()) -> str:
             continue
         runs = report["published_runs"][agent]
         lines.append(_aggregate_row(f"{agent} (published)", runs, estimates))
+    return lines
+
+
+def _comparison_lines(report: dict) -> list[str]:
+    """The probability of improvement over the compared agent, overall and per game."""
     compare = report["compare"]
-    lines += [
+    return [
         "",
         f"## Probability of improvement over {compare['agent']}",
         "",
@@ -78,17 +100,21 @@ def markdown(report: dict, images: Sequence[str] = ()) -> str:
         f"{_fmt(compare['probability_of_improvement'])}; per game: "
         + ", ".join(f"{g} {p:.2f}" for g, p in compare["per_game"].items())
         + ".",
+    ]
+
+
+def _per_game_lines(report: dict) -> list[str]:
+    """The per-game table of raw final scores next to the references and published means."""
+    agents = list(report["published_aggregates"])
+    lines = [
         "",
         "## Per-game final evaluation (raw score, mean over runs)",
         "",
-    ]
-    agents = list(report["published_aggregates"])
-    lines += [
         "| game | runs | mean | per run | HNS | random | human | " + " | ".join(agents) + " |",
         "|---" * (7 + len(agents)) + "|",
     ]
-    for g in games:
-        row = per_game[g]
+    for g in report["games"]:
+        row = report["per_game"][g]
         lines.append(
             f"| {g} | {len(row['scores'])} | {row['mean']:.1f} | "
             + ", ".join(f"{s:.1f}" for s in row["scores"])
@@ -96,23 +122,25 @@ def markdown(report: dict, images: Sequence[str] = ()) -> str:
             + " | ".join(f"{row['published'][a]:.1f}" for a in agents)
             + " |"
         )
-    variant = report["variant"]
-    if variant:
-        lines += [
-            "",
-            f"## Variant: {variant['description']}",
-            "",
-            f"On {len(variant['games'])} games: " + ", ".join(variant["games"]) + ". "
-            f"P(variant > default) = {_fmt(variant['probability_of_improvement'])}.",
-            "",
-            "| group | runs | mean | median | IQM | optimality gap |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name in ("default", "variant"):
-            count = sum(len(v) for v in variant[name].values())
-            lines.append(_aggregate_row(name, count, variant["aggregates"][name]))
-    lines += [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in images]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _variant_lines(variant: dict) -> list[str]:
+    """The variant against the default runs on their common games."""
+    lines = [
+        "",
+        f"## Variant: {variant['description']}",
+        "",
+        f"On {len(variant['games'])} games: " + ", ".join(variant["games"]) + ". "
+        f"P(variant > default) = {_fmt(variant['probability_of_improvement'])}.",
+        "",
+        "| group | runs | mean | median | IQM | optimality gap |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("default", "variant"):
+        count = sum(len(v) for v in variant[name].values())
+        lines.append(_aggregate_row(name, count, variant["aggregates"][name]))
+    return lines
 
 
 def _pyplot():
@@ -138,7 +166,7 @@ def plot_curves(report: dict, path: str) -> None:
         for run in curve["runs"]:
             ax.plot(run["steps"], run["values"], color="tab:blue", alpha=0.3, lw=1)
         ax.plot(curve["steps"], curve["mean"], color="tab:blue", lw=2, marker="o", ms=3)
-        published = evaluation.human_normalized(game, float(table[game].mean()))
+        published = games_lib.human_normalized(game, float(table[game].mean()))
         ax.axhline(published, color="tab:red", ls="--", lw=1, label=f"{compare} (published)")
         ax.set_title(f"{game} ({len(curve['runs'])} runs)", fontsize=9)
         ax.tick_params(labelsize=7)

@@ -9,10 +9,10 @@ from absl.testing import absltest
 from scipy import stats
 
 from twm_tf import config as config_lib
-from twm_tf.evaluation import protocol as evaluation
+from twm_tf import games
+from twm_tf.dev import testing
 from twm_tf.evaluation import report
 from twm_tf.evaluation import report_output
-from twm_tf.dev import testing
 
 _FAST = dict(resamples=1_000, seed=0)
 
@@ -23,7 +23,7 @@ def _write_run(run_dir: str, game: str, final: float | None, **overrides) -> Non
     config_lib.debug(game=game, env_steps=300, **overrides).save(run_dir)
     with open(os.path.join(run_dir, "episodes.csv"), "w", newline="") as f:
         csv.writer(f).writerows([[150, 1, 1.0]])
-    reference = evaluation.reference_scores()[game]
+    reference = games.reference_scores()[game]
     with open(os.path.join(run_dir, "evals.csv"), "w", newline="") as f:
         csv.writer(f).writerows(
             [[100, reference["random"], 1.0, 0.0, 10], [200, reference["human"], 1.0, 1.0, 10]]
@@ -102,7 +102,7 @@ class PublishedTest(testing.TestCase):
         self.assertEqual(sum(result["runs_per_game"].values()), 130)
         self.assertEqual(result["published_aggregates"]["TWM"], aggregates)
         # The per-run file agrees with the per-game means of twm_tf/atari100k.csv.
-        for game, row in evaluation.reference_scores().items():
+        for game, row in games.reference_scores().items():
             self.assertAlmostEqual(result["per_game"][game]["mean"], row["twm"], delta=0.05)
 
     def test_unknown_agent_is_an_error(self):
@@ -129,8 +129,7 @@ class RunsTest(testing.TestCase):
         self.assertIsNone(result["aggregates"]["mean"]["ci"])  # One run per game.
         self.assertAlmostEqual(
             result["aggregates"]["mean"]["value"],
-            (evaluation.human_normalized("Pong", 5.0) + evaluation.human_normalized("Boxing", 20.0))
-            / 2,
+            (games.human_normalized("Pong", 5.0) + games.human_normalized("Boxing", 20.0)) / 2,
         )
         # Curves: random, human, then the final score; the unfinished run has interim points.
         self.assertEqual(result["curves"]["Pong"]["steps"], [100, 200, 300])

@@ -1,58 +1,17 @@
-"""Tests for the actor-critic networks, returns, losses and update step."""
-
-import math
+"""Tests for the actor and critic networks and their update step."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
-from absl.testing import parameterized
 
 from twm_tf import config as config_lib
+from twm_tf import seeding
 from twm_tf.dev import testing
 from twm_tf.models import actor_critic as ac_lib
-from twm_tf.models import entropy as entropy_lib
+from twm_tf.models import actor_critic_losses as losses
 from twm_tf.models import distributions
-
-# Two rollouts of H = 6. Row 0 predicts an episode end (discount 0) at step 2 and keeps going;
-# row 1 is cut after step 3 (restart at step 4).
-_REWARDS = np.array([[1.0, 0.5, 2.0, -1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 3.0, -2.0, 0.5]], np.float32)
-_VALUES = np.array(
-    [[0.5, 1.0, -0.5, 2.0, 1.5, 0.0, 3.0], [1.0, 0.0, 2.0, 1.0, -1.0, 0.5, 2.0]], np.float32
-)
-_DISCOUNTS = np.array([[0.9, 0.8, 0.0, 0.7, 0.9, 0.6], [0.9, 0.5, 0.8, 0.4, 0.9, 0.7]], np.float32)
-_DONES = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0]], bool)
-_RESTARTS = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 1, 0]], bool)
-
-
-def _reference_weights(discounts, restarts):
-    weights = np.zeros_like(discounts)
-    for m in range(discounts.shape[0]):
-        product = 1.0
-        for t in range(discounts.shape[1]):
-            if t > 0 and restarts[m, t]:
-                product = 1.0
-            weights[m, t] = product
-            product *= discounts[m, t]
-    return weights
-
-
-def _reference_gae(rewards, values, discounts, dones, lam):
-    """Advantages from the GAE recursion, returns from the independent TD(lambda) recursion."""
-    num_rows, horizon = rewards.shape
-    advantages = np.zeros_like(rewards)
-    returns = np.zeros_like(rewards)
-    for m in range(num_rows):
-        next_advantage = 0.0
-        next_return = values[m, horizon]
-        for t in reversed(range(horizon)):
-            g = discounts[m, t] * (0.0 if dones[m, t] else 1.0)
-            delta = rewards[m, t] + g * values[m, t + 1] - values[m, t]
-            next_advantage = delta + g * lam * next_advantage
-            advantages[m, t] = next_advantage
-            next_return = rewards[m, t] + g * ((1 - lam) * values[m, t + 1] + lam * next_return)
-            returns[m, t] = next_return
-    return advantages, returns
+from twm_tf.models import returns as returns_lib
 
 
 def _one_hot_z(shape, config):
@@ -62,119 +21,11 @@ def _one_hot_z(shape, config):
     return tf.one_hot(classes, config.latent_classes)
 
 
-class ReturnsTest(testing.TestCase):
-    def test_discount_weights_match_reference(self):
-        weights = ac_lib.discount_weights(_DISCOUNTS, _RESTARTS)
-        expected = _reference_weights(_DISCOUNTS, _RESTARTS)
-        self.assertAllClose(weights, expected)
-        # Spelled out: row 0 carries the 0 discount on, row 1 restarts at step 4.
-        self.assertAllClose(weights[0, :4], [1.0, 0.9, 0.72, 0.0])
-        self.assertAllClose(weights[1, 3:], [0.36, 1.0, 0.9])
-
-    def test_discount_weights_of_one_step_with_dynamic_shapes(self):
-        fn = tf.function(
-            ac_lib.discount_weights,
-            input_signature=[tf.TensorSpec([None, None]), tf.TensorSpec([None, None], tf.bool)],
-        )
-        self.assertAllClose(fn(tf.fill([3, 1], 0.5), tf.zeros([3, 1], tf.bool)), tf.ones([3, 1]))
-        self.assertAllClose(fn(_DISCOUNTS, _RESTARTS), _reference_weights(_DISCOUNTS, _RESTARTS))
-
-    @parameterized.parameters(False, True)
-    def test_lambda_returns_match_reference(self, use_function):
-        fn = ac_lib.lambda_returns
-        if use_function:
-            # A dynamic horizon must trace too (one trace for any H).
-            spec = tf.TensorSpec([None, None], tf.float32)
-            fn = tf.function(
-                lambda r, v, g, d: ac_lib.lambda_returns(r, v, g, d, 0.95),
-                input_signature=[spec, spec, spec, tf.TensorSpec([None, None], tf.bool)],
-            )
-            advantages, returns = fn(_REWARDS, _VALUES, _DISCOUNTS, _DONES)
-        else:
-            advantages, returns = fn(_REWARDS, _VALUES, _DISCOUNTS, _DONES, 0.95)
-        expected_advantages, expected_returns = _reference_gae(
-            _REWARDS, _VALUES, _DISCOUNTS, _DONES, 0.95
-        )
-        self.assertAllClose(advantages, expected_advantages)
-        self.assertAllClose(returns, expected_returns)
-        # Nothing flows back across the discount-0 step or the cut.
-        self.assertAllClose(returns[0, 2], _REWARDS[0, 2])
-        self.assertAllClose(returns[1, 3], _REWARDS[1, 3])
-        # The last step bootstraps from the value of the state after it.
-        self.assertAllClose(returns[0, 5], 1.0 + 0.6 * 3.0)
-
-    def test_lambda_returns_stop_gradient(self):
-        values = tf.Variable(_VALUES)
-        with tf.GradientTape() as tape:
-            advantages, returns = ac_lib.lambda_returns(_REWARDS, values, _DISCOUNTS, _DONES, 0.9)
-            total = tf.reduce_sum(advantages) + tf.reduce_sum(returns)
-        self.assertIsNone(tape.gradient(total, values))
-
-
-class LossesTest(testing.TestCase):
-    @parameterized.named_parameters(
-        ("above", 0.5, 4, 0.1, 0.0, 0.0),
-        ("below", 0.05, 4, 0.1, 0.1 - 0.05 / math.log(4), -1.0 / math.log(4)),
-        ("zero", 0.0, 18, 0.3, 0.3, -1.0 / math.log(18)),
-    )
-    def test_thresholded_entropy_loss(self, entropy, num_actions, threshold, loss, grad):
-        entropy = tf.Variable(entropy)
-        with tf.GradientTape() as tape:
-            value = entropy_lib.thresholded_entropy_loss(entropy, num_actions, threshold)
-        self.assertAllClose(value, loss)
-        self.assertAllClose(tape.gradient(value, entropy), grad)
-
-    def test_thresholded_entropy_loss_is_linear_below_threshold(self):
-        entropies = tf.linspace(0.0, 0.1 * math.log(6), 5)
-        losses = entropy_lib.thresholded_entropy_loss(entropies, 6, 0.1)
-        self.assertAllClose(losses, 0.1 - entropies / math.log(6))
-
-    def test_actor_loss_hand_computed(self):
-        config = config_lib.debug(entropy_coef=0.5, entropy_threshold=0.9)
-        logits = tf.constant([[[0.0, math.log(3.0)], [0.0, 0.0]]])  # probs [1/4, 3/4], [1/2, 1/2]
-        actions = tf.constant([[1, 0]])
-        advantages = tf.constant([[2.0, -1.0]])
-        weights = tf.constant([[1.0, 0.5]])
-        loss, metrics = ac_lib.actor_loss(logits, actions, advantages, weights, config)
-
-        reinforce = (1.0 * math.log(0.75) * 2.0 + 0.5 * math.log(0.5) * -1.0) / 2
-        entropy_0 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
-        entropy = (1.0 * entropy_0 + 0.5 * math.log(2.0)) / 2
-        entropy_term = 0.9 - entropy / math.log(2.0)
-        self.assertGreater(entropy_term, 0.0)
-        self.assertAllClose(loss, -reinforce + 0.5 * entropy_term)
-        self.assertAllClose(metrics["actor/reinforce"], reinforce)
-        self.assertAllClose(metrics["actor/entropy"], entropy)
-
-        # Above the threshold only the REINFORCE term is left.
-        loss, _ = ac_lib.actor_loss(
-            logits, actions, advantages, weights, config.replace(entropy_threshold=0.1)
-        )
-        self.assertAllClose(loss, -reinforce)
-
-    def test_entropy_actor_loss_hand_computed(self):
-        config = config_lib.debug(entropy_coef=0.5)
-        logits = tf.constant([[[0.0, math.log(3.0)], [0.0, 0.0]]])
-        loss, metrics = ac_lib.entropy_actor_loss(logits, tf.ones([1, 2]), config)
-        entropy_0 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
-        normalized = (entropy_0 + math.log(2.0)) / 2 / math.log(2.0)
-        self.assertAllClose(loss, -0.5 * normalized)
-        self.assertAllClose(metrics["actor/normalized_entropy"], normalized)
-
-    def test_critic_loss_hand_computed(self):
-        values = tf.constant([[1.0, 2.0]])
-        returns = tf.constant([[0.0, 4.0]])
-        weights = tf.constant([[1.0, 0.5]])
-        loss, metrics = ac_lib.critic_loss(values, returns, weights)
-        self.assertAllClose(loss, (1.0 * 0.5 * 1.0 + 0.5 * 0.5 * 4.0) / 2)
-        self.assertAllClose(metrics["critic/abs_error"], 1.5)
-
-
 class NetworksTest(testing.TestCase):
     def test_shapes_and_paper_parameter_counts(self):
         config = config_lib.atari100k()
-        actor = ac_lib.Actor(config, 18)
-        critic = ac_lib.Critic(config)
+        actor = ac_lib.Actor.from_twm_config(config, 18)
+        critic = ac_lib.Critic.from_twm_config(config)
         z = _one_hot_z([2, 3], config)
         self.assertEqual(actor(z).shape, [2, 3, 18])
         self.assertEqual(critic(z).shape, [2, 3])
@@ -185,8 +36,26 @@ class NetworksTest(testing.TestCase):
         for layer in critic._mlp.layers:
             self.assertAllEqual(layer.bias, tf.zeros_like(layer.bias))
 
+    def test_from_config_equals_explicit_hyperparameters(self):
+        config = config_lib.debug(latent_vars=3, latent_classes=5, ac_hidden=(8, 6))
+        sizes = dict(latent_vars=3, latent_classes=5, hidden=(8, 6))
+        with seeding.keras_weights(1):
+            networks = [
+                ac_lib.Actor.from_twm_config(config, 4),
+                ac_lib.Critic.from_twm_config(config),
+            ]
+        with seeding.keras_weights(1):
+            explicit = [ac_lib.Actor(num_actions=4, **sizes), ac_lib.Critic(**sizes)]
+        for network, other in zip(networks, explicit, strict=True):
+            self.assertEqual(network.name, other.name)
+            self.assertEqual([layer.units for layer in other._mlp.layers][:2], [8, 6])
+            for a, b in zip(network.weights, other.weights, strict=True):
+                self.assertEqual(a.path, b.path)
+                self.assertAllEqual(a, b)
+        self.assertEqual(explicit[0].num_actions, 4)
+
     def test_wrong_latent_shape_raises(self):
-        actor = ac_lib.Actor(config_lib.debug(), 3)
+        actor = ac_lib.Actor.from_twm_config(config_lib.debug(), 3)
         with self.assertRaisesRegex(ValueError, "latent_vars, latent_classes"):
             actor(tf.zeros([2, 16]))
         with self.assertRaisesRegex(ValueError, r"classes of shape \[..., 4\] \(latent_vars\)"):
@@ -194,7 +63,7 @@ class NetworksTest(testing.TestCase):
 
     def test_from_classes_equals_the_one_hot_product(self):
         config = config_lib.debug()
-        actor = ac_lib.Actor(config, 5)
+        actor = ac_lib.Actor.from_twm_config(config, 5)
         # Nonzero biases: the gathered rows must get the first layer's bias once, not per row.
         for layer in actor._mlp.layers:
             layer.bias.assign(tf.random.stateless_normal(layer.bias.shape, [0, 1]))
@@ -275,13 +144,15 @@ class UpdateTest(testing.TestCase):
         config = config_lib.debug()
         ac = ac_lib.ActorCritic(config, 3)
         z, actions, rewards, discounts, dones, restarts = self._batch(config)
-        weights = ac_lib.discount_weights(discounts, restarts)
+        weights = returns_lib.discount_weights(discounts, restarts)
         with tf.GradientTape(persistent=True) as tape:
             values = ac.critic(z)
-            advantages, returns = ac_lib.lambda_returns(rewards, values, discounts, dones, 0.95)
+            advantages, returns = returns_lib.lambda_returns(
+                rewards, values, discounts, dones, 0.95
+            )
             logits = ac.actor(z[:, :-1])
-            actor, _ = ac_lib.actor_loss(logits, actions, advantages, weights, config)
-            critic, _ = ac_lib.critic_loss(values[:, :-1], returns, weights)
+            actor, _ = losses.actor_loss(logits, actions, advantages, weights, config)
+            critic, _ = losses.critic_loss(values[:, :-1], returns, weights)
         actor_vars, critic_vars = ac.actor.trainable_variables, ac.critic.trainable_variables
         for grad in tape.gradient(actor, actor_vars) + tape.gradient(critic, critic_vars):
             self.assertIsNotNone(grad)
@@ -294,16 +165,16 @@ class UpdateTest(testing.TestCase):
         config = config_lib.debug(critic_lr=0.1, ac_clip=100.0, entropy_threshold=0.9)
         ac = ac_lib.ActorCritic(config, 3)
         z, actions, rewards, discounts, dones, restarts = self._batch(config)
-        weights = ac_lib.discount_weights(discounts, restarts)
+        weights = returns_lib.discount_weights(discounts, restarts)
 
         def expected_losses():
             values = ac.critic(z)
-            advantages, returns = ac_lib.lambda_returns(
+            advantages, returns = returns_lib.lambda_returns(
                 rewards, values, discounts, dones, config.lam
             )
             logits = ac.actor(z[:, :-1])
-            actor, _ = ac_lib.actor_loss(logits, actions, advantages, weights, config)
-            critic, _ = ac_lib.critic_loss(values[:, :-1], returns, weights)
+            actor, _ = losses.actor_loss(logits, actions, advantages, weights, config)
+            critic, _ = losses.critic_loss(values[:, :-1], returns, weights)
             return actor, critic
 
         actor_before, critic_before = expected_losses()

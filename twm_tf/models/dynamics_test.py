@@ -1,6 +1,4 @@
-"""Tests of the dynamics model: masking, incremental steps, relative positions and the loss."""
-
-import math
+"""Tests of the dynamics model: masking, incremental steps, relative positions, gradients."""
 
 import keras
 import numpy as np
@@ -9,8 +7,11 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf import config as config_lib
+from twm_tf import seeding
 from twm_tf.dev import testing
 from twm_tf.models import dynamics
+from twm_tf.models import token_masks
+from twm_tf.models import world_model_losses as losses
 
 NUM_ACTIONS = 5
 
@@ -71,27 +72,14 @@ def _run_steps(model, inputs, cache=None, start=0):
     return np.stack(outputs, axis=1), cache
 
 
-def _reference_mask(dones, memory_steps, k):
-    """window_mask from its definition: causal, within the span, no done in between."""
-    batch, steps = dones.shape
-    n = steps * k - (k - 2)
-    mask = np.zeros([batch, n, n], bool)
-    for b in range(batch):
-        for i in range(n):
-            for j in range(i + 1):
-                si, sj = i // k, j // k
-                mask[b, i, j] = si - sj <= memory_steps and not dones[b, sj:si].any()
-    return mask
-
-
 class DynamicsModelTest(testing.TestCase):
     def test_paper_parameter_count(self):
-        model = dynamics.DynamicsModel(config_lib.atari100k(), num_actions=18)
+        model = dynamics.DynamicsModel.from_twm_config(config_lib.atari100k(), num_actions=18)
         self.assertEqual(model.count_params(), 10_782_466)
 
     def test_shapes_and_initial_discount(self):
         config = _config()
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=3, steps=6)
         output = model(**inputs)
         self.assertEqual(output.next_logits.shape, (3, 6, 4, 4))
@@ -101,25 +89,62 @@ class DynamicsModelTest(testing.TestCase):
         bias = model.discount_head.final.bias.numpy()
         self.assertAllClose(1 / (1 + np.exp(-bias)), [config.gamma])
 
+    def test_from_config_equals_explicit_hyperparameters(self):
+        config = _config(
+            latent_vars=3,
+            latent_classes=5,
+            dyn_layers=1,
+            dyn_width=8,
+            dyn_heads=2,
+            dyn_ffn=12,
+            dyn_dropout=0.2,
+            memory_steps=3,
+            latent_head=(6, 7),
+            scalar_head=(5,),
+            reward_input=False,
+            gamma=0.9,
+        )
+        with seeding.keras_weights(1):
+            model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
+        with seeding.keras_weights(1):
+            explicit = dynamics.DynamicsModel(
+                num_actions=NUM_ACTIONS,
+                latent_vars=3,
+                latent_classes=5,
+                num_layers=1,
+                width=8,
+                heads=2,
+                ffn=12,
+                dropout=0.2,
+                memory_steps=3,
+                latent_head=(6, 7),
+                scalar_head=(5,),
+                reward_input=False,
+                gamma=0.9,
+            )
+        self.assertEqual((explicit.tokens_per_step, explicit.cache_blocks), (2, 3))
+        self.assertIsNone(explicit.reward_embedding)
+        self.assertEqual([layer.units for layer in explicit.latent_head.hidden], [6, 7])
+        self.assertEqual(explicit.transformer.blocks[0].dropout.rate, 0.2)
+        self.assertLen(model.weights, len(explicit.weights))
+        for a, b in zip(model.weights, explicit.weights, strict=True):
+            # Paths below the model's automatic name (dynamics_model_<n>).
+            self.assertEqual(a.path.split("/", 1)[1], b.path.split("/", 1)[1])
+            self.assertAllEqual(a, b)
+
     def test_invalid_inputs_raise(self):
         with self.assertRaisesRegex(ValueError, "num_actions"):
-            dynamics.DynamicsModel(_config(), 0)
-        model = dynamics.DynamicsModel(_config(), NUM_ACTIONS)
+            dynamics.DynamicsModel.from_twm_config(_config(), 0)
+        model = dynamics.DynamicsModel.from_twm_config(_config(), NUM_ACTIONS)
         inputs = _inputs(_config(), batch=1, steps=2)
         inputs["z"] = inputs["z"].reshape(1, 2, 16)
         with self.assertRaisesRegex(ValueError, "latent_vars"):
             model(**inputs)
 
-    @parameterized.parameters((3, 1, 0.3), (2, 4, 0.2), (3, 2, 0.0))
-    def test_window_mask_matches_definition(self, k, memory_steps, done_prob):
-        dones = np.random.default_rng(0).random([3, 7]) < done_prob
-        mask = dynamics.window_mask(tf.constant(dones), memory_steps, k)
-        self.assertAllEqual(mask, _reference_mask(dones, memory_steps, k))
-
     @parameterized.product(name=["z", "actions", "rewards"], changed_step=[1, 3, 5])
     def test_causality(self, name, changed_step):
         config = _config()
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=2, steps=6)
         before = _predictions(model(**inputs))
         after = _predictions(model(**_changed(inputs, name, changed_step)))
@@ -141,7 +166,7 @@ class DynamicsModelTest(testing.TestCase):
     )
     def test_step_matches_call(self, batch, steps, memory_steps, reward_input, done_prob):
         config = _config(memory_steps=memory_steps, reward_input=reward_input)
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch, steps, done_prob=done_prob)
         expected = _predictions(model(**inputs))
         stepped, cache = _run_steps(model, inputs)
@@ -154,7 +179,7 @@ class DynamicsModelTest(testing.TestCase):
     @parameterized.parameters((1, 2, 0.0), (3, 4, 0.3), (7, 4, 0.2), (2, 1, 0.3))
     def test_prefill_then_step_matches_call(self, context, memory_steps, done_prob):
         config = _config(memory_steps=memory_steps)
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=3, steps=context + 5, done_prob=done_prob)
         expected = _predictions(model(**inputs))
         head = {k: v[:, :context] for k, v in inputs.items()}
@@ -170,7 +195,7 @@ class DynamicsModelTest(testing.TestCase):
     def test_relative_positions_ignore_absolute_offset(self):
         # Absolute positions would make the same tokens compute differently after a prefix.
         config = _config(memory_steps=2)
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=2, steps=8)
         full = _predictions(model(**inputs))
         # Each layer reaches memory_steps further back: h_t depends on steps t - 4 .. t only.
@@ -190,7 +215,7 @@ class DynamicsModelTest(testing.TestCase):
     @parameterized.parameters("z", "actions", "rewards")
     def test_stop_mask_blocks_attention_across_dones(self, name):
         config = _config(memory_steps=8)
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=2, steps=7)
         inputs["dones"][:, 3] = True
         before = _predictions(model(**inputs))
@@ -203,7 +228,7 @@ class DynamicsModelTest(testing.TestCase):
     @parameterized.parameters(True, False)
     def test_reward_input_ablation(self, reward_input):
         config = _config(reward_input=reward_input)
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=2, steps=6)
         other = {**inputs, "rewards": -inputs["rewards"]}
         difference = np.abs(_predictions(model(**inputs)) - _predictions(model(**other))).max()
@@ -216,10 +241,10 @@ class DynamicsModelTest(testing.TestCase):
 
     def test_attention_weights(self):
         config = _config(memory_steps=2)
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=2, steps=6, done_prob=0.3)
         attention = model(**inputs, return_attention=True).attention
-        mask = _reference_mask(inputs["dones"], 2, 3)[:, None]  # [B, 1, N, N]
+        mask = token_masks.window_mask(inputs["dones"], 2, 3)[:, None]  # [B, 1, N, N]
         self.assertLen(attention, config.dyn_layers)
         for weights in attention:
             self.assertEqual(weights.shape, (2, config.dyn_heads, 17, 17))
@@ -246,7 +271,7 @@ class DynamicsModelTest(testing.TestCase):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         try:
             config = _config()
-            model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+            model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
             inputs = _inputs(config, batch=2, steps=6, done_prob=0.3)
             full = model(**inputs)
             stepped, cache = _run_steps(model, inputs)
@@ -260,7 +285,7 @@ class DynamicsModelTest(testing.TestCase):
 
     def test_step_in_while_loop_under_tf_function(self):
         config = _config()
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=2, steps=6, done_prob=0.3)
         expected, _ = _run_steps(model, inputs)
 
@@ -299,50 +324,17 @@ class DynamicsModelTest(testing.TestCase):
         self.assertEqual(step.experimental_get_tracing_count(), 1)
 
 
-class DynamicsLossTest(testing.TestCase):
-    def test_matches_hand_computation(self):
-        config = _config(beta1=10.0, beta2=50.0, gamma=0.99)
-        next_logits = np.array([[[[1.0, 0.0], [0.0, 0.0]], [[2.0, -1.0], [0.5, 0.5]]]], np.float32)
-        target_logits = np.array([[[[0.0, 0.0], [3.0, 0.0]], [[1.0, 1.0], [0.0, 2.0]]]], np.float32)
-        output = dynamics.DynamicsOutput(
-            next_logits=next_logits,
-            reward=np.array([[0.5, -0.2]], np.float32),
-            discount_logit=np.array([[2.0, 0.0]], np.float32),
-            attention=None,
-        )
-        rewards = np.array([[1.0, 0.0]], np.float32)
-        terminated = np.array([[False, True]])
-        dones = np.array([[False, True]])  # step 1's next latent is a reset: no target
-        total, metrics = dynamics.dynamics_loss(
-            output, target_logits, rewards, terminated, dones, config
-        )
-
-        def log_softmax(x):
-            return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-        q = np.exp(log_softmax(target_logits[0, 0]))
-        latent = -(q * log_softmax(next_logits[0, 0])).sum()  # only t = 0 counts
-        # Unit-variance Gaussian NLL, its constant 0.5 ln(2 pi) included.
-        reward = (0.5 * 0.5**2 + 0.5 * 0.2**2) / 2 + 0.5 * math.log(2 * math.pi)
-        # Bernoulli NLL with soft targets 0.99 (t = 0) and 0 (t = 1, terminal).
-        p0, p1 = 1 / (1 + math.exp(-2.0)), 0.5
-        discount = (-(0.99 * math.log(p0) + 0.01 * math.log(1 - p0)) - math.log(1 - p1)) / 2
-        self.assertAllClose(metrics["dyn/latent"], latent)
-        self.assertAllClose(metrics["dyn/reward"], reward)
-        self.assertAllClose(metrics["dyn/discount"], discount)
-        self.assertAllClose(total, latent + 10 * reward + 50 * discount)
-        self.assertAllClose(metrics["dyn/loss"], total)
-
+class DynamicsLossGradientTest(testing.TestCase):
     def test_latent_gradient_reaches_head_and_skips_masked_steps(self):
         config = _config(beta1=0.0, beta2=0.0)  # total = the latent term alone
-        model = dynamics.DynamicsModel(config, NUM_ACTIONS)
+        model = dynamics.DynamicsModel.from_twm_config(config, NUM_ACTIONS)
         inputs = _inputs(config, batch=2, steps=5)
         inputs["dones"][:, 2] = True
         target_logits = np.random.default_rng(0).standard_normal([2, 5, 4, 4]).astype(np.float32)
         terminated = inputs["dones"]
         with tf.GradientTape(persistent=True) as tape:
             output = model(**inputs, training=True)
-            total, metrics = dynamics.dynamics_loss(
+            total, metrics = losses.dynamics_loss(
                 output, target_logits, inputs["rewards"], terminated, inputs["dones"], config
             )
         self.assertAllClose(total, metrics["dyn/latent"])
@@ -356,7 +348,7 @@ class DynamicsLossTest(testing.TestCase):
         # Targets of masked steps do not enter the loss.
         other_targets = target_logits.copy()
         other_targets[:, 2] += 5.0
-        other, _ = dynamics.dynamics_loss(
+        other, _ = losses.dynamics_loss(
             output, other_targets, inputs["rewards"], terminated, inputs["dones"], config
         )
         self.assertAllClose(other, total)

@@ -70,7 +70,7 @@ class ObservationModelInitTest(InitializerTestCase):
     def setUp(self):
         super().setUp()
         self.config = _config()
-        self.model = observation.ObservationModel(self.config)
+        self.model = observation.ObservationModel.from_twm_config(self.config)
 
     def test_encoder_is_kaiming_uniform_with_zero_biases(self):
         encoder = self.model.encoder
@@ -108,7 +108,7 @@ class DynamicsModelInitTest(InitializerTestCase):
     def setUp(self):
         super().setUp()
         self.config = _config()
-        self.model = dynamics.DynamicsModel(self.config, NUM_ACTIONS)
+        self.model = dynamics.DynamicsModel.from_twm_config(self.config, NUM_ACTIONS)
 
     def test_embeddings(self):
         width = self.config.dyn_width

@@ -1,17 +1,14 @@
 """The observation model of TWM: a categorical VAE over stacked 64x64 grayscale frames."""
 
-import math
 from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
 from twm_tf import config as config_lib
+from twm_tf.models import initializers
 from twm_tf.ops import activations
 from twm_tf.ops import conv_forms
-from twm_tf.models import distributions
-from twm_tf.models import entropy as entropy_lib
-from twm_tf.models import initializers
 from twm_tf.ops import recompute
 
 # Spatial sizes of the two conv stacks, fixed by the kernels and strides for 64x64 frames (valid
@@ -27,16 +24,35 @@ class Encoder(keras.Model):
     the flattened features pass through SiLU dense layers and a linear layer to V * C logits. The
     logits layer computes in float32 so they stay float32 under a mixed-precision policy. Weights
     are Kaiming-uniform (gain sqrt 2 before SiLU, 1 on the logits), biases zero, as in the original.
+
+    Args:
+        frame_stack: S, frames per observation.
+        frame_size: the frames' height and width (64).
+        channels: the 4 convolutions' output channels (config.encoder_channels).
+        hidden: widths of the dense layers after the convolutions (config.encoder_hidden).
+        latent_vars: V, categorical variables of z.
+        latent_classes: C, classes per variable.
+        name: the Keras name.
     """
 
-    def __init__(self, config: config_lib.Config, name: str = "encoder"):
+    def __init__(
+        self,
+        *,
+        frame_stack: int,
+        frame_size: int,
+        channels: tuple[int, ...],
+        hidden: tuple[int, ...],
+        latent_vars: int,
+        latent_classes: int,
+        name: str = "encoder",
+    ):
         super().__init__(name=name)
-        self._config = config
-        last = len(config.encoder_channels) - 1
+        self._latent_shape = (latent_vars, latent_classes)
+        last = len(channels) - 1
         self.convs = [
             # The last conv (6x6 -> 2x2) is faster as one patch matmul (see conv_forms).
             (conv_forms.PatchConv2D if i == last else keras.layers.Conv2D)(
-                channels,
+                out_channels,
                 _ENCODER_KERNEL,
                 strides=2,
                 activation=activations.silu,
@@ -44,7 +60,7 @@ class Encoder(keras.Model):
                 bias_initializer=initializers.zeros(),
                 name=f"conv_{i}",
             )
-            for i, channels in enumerate(config.encoder_channels)
+            for i, out_channels in enumerate(channels)
         ]
         self.flatten = keras.layers.Flatten(name="flatten")
         self.hidden = [
@@ -55,16 +71,29 @@ class Encoder(keras.Model):
                 bias_initializer=initializers.zeros(),
                 name=f"hidden_{i}",
             )
-            for i, width in enumerate(config.encoder_hidden)
+            for i, width in enumerate(hidden)
         ]
         self.logits = keras.layers.Dense(
-            config.latent_dim,
+            latent_vars * latent_classes,
             kernel_initializer=initializers.kaiming_uniform(initializers.LINEAR_GAIN),
             bias_initializer=initializers.zeros(),
             dtype="float32",
             name="logits",
         )
-        self.build((None, config.frame_stack, config.frame_size, config.frame_size))
+        self.build((None, frame_stack, frame_size, frame_size))
+
+    @classmethod
+    def from_twm_config(cls, config: config_lib.Config, **kwargs) -> "Encoder":
+        """The encoder of `config`: frame_*, encoder_channels, encoder_hidden and latent_*."""
+        return cls(
+            frame_stack=config.frame_stack,
+            frame_size=config.frame_size,
+            channels=config.encoder_channels,
+            hidden=config.encoder_hidden,
+            latent_vars=config.latent_vars,
+            latent_classes=config.latent_classes,
+            **kwargs,
+        )
 
     def build(self, input_shape):
         # Variables exist right after construction (optimizers, checkpoints, parameter counts).
@@ -99,7 +128,7 @@ class Encoder(keras.Model):
         for layer in self.hidden:
             x = layer(x)
         logits = self.logits(x)  # [N, V * C]
-        return tf.reshape(logits, [-1, self._config.latent_vars, self._config.latent_classes])
+        return tf.reshape(logits, [-1, *self._latent_shape])
 
 
 def _transposed_conv(
@@ -130,20 +159,38 @@ class Decoder(keras.Model):
     output. As in the original, the dense layer is Kaiming-uniform (gain sqrt 2, zero bias) and
     the transposed convolutions keep PyTorch's default, weights and biases U(+-1 / sqrt(fan_in))
     with fan_in = out_channels * kh * kw (the original's output bias of 0.5 is never applied).
+
+    Args:
+        latent_vars: V, categorical variables of z.
+        latent_classes: C, classes per variable.
+        hidden: width of the dense layer (config.decoder_hidden).
+        channels: the first 3 transposed convolutions' output channels (config.decoder_channels);
+            the last one has frame_stack.
+        frame_stack: S, frames per observation.
+        name: the Keras name.
     """
 
-    def __init__(self, config: config_lib.Config, name: str = "decoder"):
+    def __init__(
+        self,
+        *,
+        latent_vars: int,
+        latent_classes: int,
+        hidden: int,
+        channels: tuple[int, ...],
+        frame_stack: int,
+        name: str = "decoder",
+    ):
         super().__init__(name=name)
-        self._config = config
+        self._latent_dim = latent_vars * latent_classes
         self.hidden = keras.layers.Dense(
-            config.decoder_hidden,
+            hidden,
             activation=activations.silu,
             kernel_initializer=initializers.kaiming_uniform(initializers.SILU_GAIN),
             bias_initializer=initializers.zeros(),
             name="hidden",
         )
-        self.reshape = keras.layers.Reshape((1, 1, config.decoder_hidden), name="reshape")
-        channels = (*config.decoder_channels, config.frame_stack)
+        self.reshape = keras.layers.Reshape((1, 1, hidden), name="reshape")
+        channels = (*channels, frame_stack)  # the output layer's: one per frame
         self.deconvs = [
             _transposed_conv(
                 c,
@@ -165,7 +212,19 @@ class Decoder(keras.Model):
             # frame_stack output channels vectorize poorly; see conv_forms.
             layer_class=conv_forms.SubPixelTransposedConv2D,
         )
-        self.build((None, config.latent_vars, config.latent_classes))
+        self.build((None, latent_vars, latent_classes))
+
+    @classmethod
+    def from_twm_config(cls, config: config_lib.Config, **kwargs) -> "Decoder":
+        """The decoder of `config`: latent_*, decoder_hidden, decoder_channels and frame_stack."""
+        return cls(
+            latent_vars=config.latent_vars,
+            latent_classes=config.latent_classes,
+            hidden=config.decoder_hidden,
+            channels=config.decoder_channels,
+            frame_stack=config.frame_stack,
+            **kwargs,
+        )
 
     def build(self, input_shape):
         shape = (input_shape[0], input_shape[1] * input_shape[2])
@@ -184,7 +243,7 @@ class Decoder(keras.Model):
         Returns:
             [N, S, 64, 64] float32 reconstruction mean in the [0, 1] pixel scale.
         """
-        x = tf.reshape(z, [-1, self._config.latent_dim])
+        x = tf.reshape(z, [-1, self._latent_dim])
         x = self.reshape(self.hidden(x))  # [N, 1, 1, hidden]
         for deconv in self.deconvs:
             x = deconv(x)  # [N, 5, 5, D1], [N, 13, 13, D2], [N, 30, 30, D3]
@@ -208,17 +267,71 @@ def _restore_leading(
 class ObservationModel(keras.Model):
     """The VAE: an encoder q(z|o) over V categoricals of C classes and a Gaussian decoder p(o|z).
 
-    `encode` and `decode` accept any number of leading dims ([B], [B, T], ...). Sampling and the
-    loss are module-level functions (`sample_latent`, `latent_mode`, `observation_loss`).
+    `encode` and `decode` accept any number of leading dims ([B], [B, T], ...) before the trailing
+    `frame_shape` (S, 64, 64) and `latent_shape` (V, C). Sampling and the loss are module-level
+    functions (`distributions.sample_latent`, `distributions.latent_mode`,
+    `world_model_losses.observation_loss`).
+
+    Args:
+        frame_stack: S, frames per observation.
+        frame_size: the frames' height and width (64, which the conv stacks are built for).
+        latent_vars: V, categorical variables of z.
+        latent_classes: C, classes per variable.
+        encoder_channels: the 4 encoder convolutions' output channels.
+        encoder_hidden: widths of the encoder's dense layers after the convolutions.
+        decoder_hidden: width of the decoder's dense layer before the transposed convolutions.
+        decoder_channels: the first 3 transposed convolutions' output channels (the 4th: S).
+        name: the Keras name.
     """
 
-    def __init__(self, config: config_lib.Config, name: str = "observation_model"):
+    def __init__(
+        self,
+        *,
+        frame_stack: int,
+        frame_size: int,
+        latent_vars: int,
+        latent_classes: int,
+        encoder_channels: tuple[int, ...],
+        encoder_hidden: tuple[int, ...],
+        decoder_hidden: int,
+        decoder_channels: tuple[int, ...],
+        name: str = "observation_model",
+    ):
         super().__init__(name=name)
-        self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        self.frame_shape = (frame_stack, frame_size, frame_size)
+        self.latent_shape = (latent_vars, latent_classes)
+        self.encoder = Encoder(
+            frame_stack=frame_stack,
+            frame_size=frame_size,
+            channels=encoder_channels,
+            hidden=encoder_hidden,
+            latent_vars=latent_vars,
+            latent_classes=latent_classes,
+        )
+        self.decoder = Decoder(
+            latent_vars=latent_vars,
+            latent_classes=latent_classes,
+            hidden=decoder_hidden,
+            channels=decoder_channels,
+            frame_stack=frame_stack,
+        )
         # Both parts build themselves; there is no call() for Keras to trace.
         self.built = True
+
+    @classmethod
+    def from_twm_config(cls, config: config_lib.Config, **kwargs) -> "ObservationModel":
+        """The VAE of `config`: frame_*, latent_*, encoder_* and decoder_*."""
+        return cls(
+            frame_stack=config.frame_stack,
+            frame_size=config.frame_size,
+            latent_vars=config.latent_vars,
+            latent_classes=config.latent_classes,
+            encoder_channels=config.encoder_channels,
+            encoder_hidden=config.encoder_hidden,
+            decoder_hidden=config.decoder_hidden,
+            decoder_channels=config.decoder_channels,
+            **kwargs,
+        )
 
     def encode(self, frames: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Returns the logits of q(z|o).
@@ -233,8 +346,7 @@ class ObservationModel(keras.Model):
         Raises:
             ValueError: if frames are not uint8 or their trailing dims are not [S, 64, 64].
         """
-        config = self.config
-        frame_shape = (config.frame_stack, config.frame_size, config.frame_size)
+        frame_shape = self.frame_shape
         frames = tf.convert_to_tensor(frames)
         if frames.dtype != tf.uint8:
             raise ValueError(f"frames must be uint8 in [0, 255], got {frames.dtype}")
@@ -242,9 +354,7 @@ class ObservationModel(keras.Model):
             raise ValueError(f"frames must end in {list(frame_shape)}, got {frames.shape}")
         leading, static = _split_leading(frames, 3)
         logits = self.encoder(tf.reshape(frames, (-1, *frame_shape)), training=training)
-        return _restore_leading(
-            logits, leading, static, (config.latent_vars, config.latent_classes)
-        )
+        return _restore_leading(logits, leading, static, self.latent_shape)
 
     def decode(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Returns the mean of p(o|z), a unit-variance Gaussian over the pixels scaled to [0, 1].
@@ -259,88 +369,10 @@ class ObservationModel(keras.Model):
         Raises:
             ValueError: if the trailing dims of z are not [V, C].
         """
-        config = self.config
-        latent_shape = (config.latent_vars, config.latent_classes)
+        latent_shape = self.latent_shape
         z = tf.convert_to_tensor(z)
         if z.shape.rank is None or not z.shape[-2:].is_compatible_with(latent_shape):
             raise ValueError(f"z must end in {list(latent_shape)}, got {z.shape}")
         leading, static = _split_leading(z, 2)
         frames = self.decoder(tf.reshape(z, (-1, *latent_shape)), training=training)
-        frame_shape = (config.frame_stack, config.frame_size, config.frame_size)
-        return _restore_leading(frames, leading, static, frame_shape)
-
-
-def observation_loss(
-    frames: tf.Tensor,
-    reconstruction: tf.Tensor,
-    logits: tf.Tensor,
-    prior_logits: tf.Tensor | None,
-    config: config_lib.Config,
-    prior_mask: tf.Tensor | None = None,
-) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """The VAE loss of TWM (paper Eq. 7), averaged over all leading dims.
-
-        L_obs = 0.5 * sum_pixels (o_hat - o)^2
-              + alpha1 * max(0, Gamma_z - H(q(z|o)) / (V ln C))
-              + alpha2 * sum_vars -sum_c sg(p_c) log q_c
-
-    H(q) is summed over the V variables and averaged before it is normalized and thresholded.
-
-    Consistency term: a deliberate choice. The paper's Eq. 7 (and docs/spec.md) write H(q, sg p) =
-    -sum_c q_c log sg(p_c); twm-tf keeps the released code's -sum_c sg(p_c) log q_c, i.e. the
-    stop-gradient prediction p(z_hat|h) is the target and the encoder's q(z|o) the model. Per
-    categorical its gradient w.r.t. the encoder logits is q - sg(p) (times alpha2), that of a
-    cross-entropy with target p: it pulls q toward the prediction, is bounded, and vanishes where
-    p = q (a step whose own posterior stands in for the missing prediction adds no gradient). The
-    paper's form would instead have gradient q_c * (E_q[log p] - log p_c), which involves log p:
-    it moves q onto the classes p rates most likely (mode-seeking, nonzero even at q = p) and is
-    unbounded where p_c -> 0.
-    Steps without a prediction (a window's first step, the first step after an episode end) are
-    excluded with `prior_mask`; the term averages over the remaining steps.
-
-    Args:
-        frames: [..., S, 64, 64] uint8 targets.
-        reconstruction: [..., S, 64, 64] float decoder mean in the [0, 1] scale.
-        logits: [..., V, C] float logits of q(z|o).
-        prior_logits: [..., V, C] float logits of the dynamics prediction p(z_hat|h) for the same
-            steps, or None to skip the consistency term (pretraining).
-        config: supplies alpha1, entropy_threshold_z (Gamma_z) and alpha2.
-        prior_mask: [...] bool, where prior_logits is a real prediction; None = everywhere.
-
-    Returns:
-        The float32 scalar total and a metrics dict of float32 scalars: obs/loss (total),
-        obs/recon, obs/entropy (H summed over variables), obs/norm_entropy, obs/entropy_loss
-        (unweighted hinge), obs/consistency (if prior_logits is given) and obs/recon_mae.
-    """
-    target = tf.cast(frames, tf.float32) / 255.0
-    error = tf.cast(reconstruction, tf.float32) - target
-    recon = 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(error), axis=[-3, -2, -1]))
-
-    posterior = distributions.latent(logits)
-    entropy = tf.reduce_mean(posterior.entropy())
-    num_vars, num_classes = logits.shape[-2], logits.shape[-1]
-    norm_entropy = entropy / (num_vars * math.log(num_classes))
-    entropy_loss = entropy_lib.thresholded_entropy_loss(
-        entropy, num_classes, config.entropy_threshold_z, num_vars
-    )
-    total = recon + config.alpha1 * entropy_loss
-
-    metrics = {
-        "obs/recon": recon,
-        "obs/entropy": entropy,
-        "obs/norm_entropy": norm_entropy,
-        "obs/entropy_loss": entropy_loss,
-        "obs/recon_mae": tf.reduce_mean(tf.abs(tf.stop_gradient(error))),
-    }
-    if prior_logits is not None:
-        prior = distributions.latent(tf.stop_gradient(prior_logits))
-        cross_entropy = prior.cross_entropy(posterior)  # [...]
-        if prior_mask is None:
-            consistency = tf.reduce_mean(cross_entropy)
-        else:
-            mask = tf.cast(prior_mask, tf.float32)
-            consistency = tf.reduce_sum(mask * cross_entropy) / tf.maximum(tf.reduce_sum(mask), 1.0)
-        total += config.alpha2 * consistency
-        metrics["obs/consistency"] = consistency
-    metrics["obs/loss"] = total
-    return total, {name: tf.stop_gradient(value) for name, value in metrics.items()}
+        return _restore_leading(frames, leading, static, self.frame_shape)

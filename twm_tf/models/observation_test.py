@@ -1,6 +1,5 @@
-"""Tests for the observation model (VAE) and its loss."""
+"""Tests for the observation model (VAE)."""
 
-import math
 import os
 import time
 
@@ -10,18 +9,16 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from twm_tf import config as config_lib
+from twm_tf import seeding
 from twm_tf.dev import testdata
 from twm_tf.dev import testing
-from twm_tf.models import observation
 from twm_tf.models import distributions
+from twm_tf.models import observation
+from twm_tf.models import world_model_losses as losses
 
 
 def _random_frames(shape, seed=0):
     return tf.constant(np.random.default_rng(seed).integers(0, 256, shape), tf.uint8)
-
-
-def _entropy(probs):
-    return -np.sum(probs * np.log(probs), axis=-1)
 
 
 class ObservationModelTest(testing.TestCase):
@@ -30,16 +27,42 @@ class ObservationModelTest(testing.TestCase):
         self.config = config_lib.debug()
 
     def test_paper_parameter_count(self):
-        model = observation.ObservationModel(config_lib.atari100k())
+        model = observation.ObservationModel.from_twm_config(config_lib.atari100k())
         # conv 3,120 + 73,824 + 295,104 + 1,180,032; dense 786,944 + 262,656 + 525,312.
         self.assertEqual(model.encoder.count_params(), 3_126_992)
         # dense 787,200; transposed convs 3,686,592 + 460,896 + 165,936 + 6,916.
         self.assertEqual(model.decoder.count_params(), 5_107_540)
         self.assertEqual(model.count_params(), 8_234_532)
 
+    def test_from_config_equals_explicit_hyperparameters(self):
+        sizes = dict(
+            frame_stack=2,
+            frame_size=64,
+            latent_vars=3,
+            latent_classes=5,
+            encoder_channels=(2, 3, 4, 5),
+            encoder_hidden=(6, 7),
+            decoder_hidden=8,
+            decoder_channels=(5, 4, 3),
+        )
+        with seeding.keras_weights(1):
+            model = observation.ObservationModel.from_twm_config(config_lib.debug(**sizes))
+        with seeding.keras_weights(1):
+            explicit = observation.ObservationModel(**sizes)
+        self.assertEqual(explicit.frame_shape, (2, 64, 64))
+        self.assertEqual(explicit.latent_shape, (3, 5))
+        self.assertEqual([conv.filters for conv in explicit.encoder.convs], [2, 3, 4, 5])
+        self.assertEqual(explicit.decoder.output_layer.filters, 2)
+        self.assertLen(model.weights, len(explicit.weights))
+        for a, b in zip(model.weights, explicit.weights, strict=True):
+            self.assertEqual(a.path, b.path)
+            self.assertAllEqual(a, b)
+        frames = _random_frames((3, 2, 64, 64))
+        self.assertEqual(explicit.decode(explicit.encode(frames)).shape, (3, 2, 64, 64))
+
     @parameterized.parameters(((),), ((5,),), ((2, 3),))
     def test_shapes_with_any_leading_dims(self, leading):
-        model = observation.ObservationModel(self.config)
+        model = observation.ObservationModel.from_twm_config(self.config)
         frames = _random_frames((*leading, 4, 64, 64))
         logits = model.encode(frames)
         self.assertEqual(logits.shape, (*leading, 4, 4))
@@ -49,7 +72,7 @@ class ObservationModelTest(testing.TestCase):
         self.assertEqual(reconstruction.dtype, tf.float32)
 
     def test_static_shapes_in_graph_with_unknown_batch(self):
-        model = observation.ObservationModel(self.config)
+        model = observation.ObservationModel.from_twm_config(self.config)
 
         @tf.function(input_signature=[tf.TensorSpec([None, 3, 4, 64, 64], tf.uint8)])
         def encode_decode(frames):
@@ -62,7 +85,7 @@ class ObservationModelTest(testing.TestCase):
         encode_decode(_random_frames((2, 3, 4, 64, 64)))
 
     def test_rejects_bad_inputs(self):
-        model = observation.ObservationModel(self.config)
+        model = observation.ObservationModel.from_twm_config(self.config)
         with self.assertRaisesRegex(ValueError, "uint8"):
             model.encode(tf.zeros([2, 4, 64, 64], tf.float32))
         with self.assertRaisesRegex(ValueError, r"\[4, 64, 64\]"):
@@ -71,7 +94,7 @@ class ObservationModelTest(testing.TestCase):
             model.decode(tf.zeros([2, 16]))
 
     def test_straight_through_gradients_reach_encoder(self):
-        model = observation.ObservationModel(self.config)
+        model = observation.ObservationModel.from_twm_config(self.config)
         frames = _random_frames((3, 4, 64, 64))
         with tf.GradientTape() as tape:
             z = distributions.sample_latent(model.encode(frames), tf.constant([1, 2]))
@@ -82,116 +105,6 @@ class ObservationModelTest(testing.TestCase):
         for variable, grad in zip(model.encoder.trainable_variables, grads, strict=True):
             self.assertIsNotNone(grad, variable.path)
             self.assertGreater(float(tf.reduce_max(tf.abs(grad))), 0.0, variable.path)
-
-
-class ObservationLossTest(testing.TestCase):
-    # Two observations of one 1x2 frame; two variables with four classes.
-    FRAMES = np.array([[[[0, 255]]], [[[51, 102]]]], np.uint8)  # [0, 1] and [0.2, 0.4]
-    RECONSTRUCTION = np.array([[[[0.5, 0.5]]], [[[0.2, 0.0]]]], np.float32)
-    Q = np.array(
-        [
-            [[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],
-            [[0.4, 0.3, 0.2, 0.1], [0.9, 0.05, 0.03, 0.02]],
-        ],
-        np.float32,
-    )
-    P = np.array(
-        [
-            [[0.1, 0.2, 0.3, 0.4], [0.5, 0.3, 0.1, 0.1]],
-            [[0.25, 0.25, 0.25, 0.25], [0.6, 0.2, 0.1, 0.1]],
-        ],
-        np.float32,
-    )
-
-    def _loss(self, config, prior=True):
-        return observation.observation_loss(
-            tf.constant(self.FRAMES),
-            tf.constant(self.RECONSTRUCTION),
-            tf.math.log(self.Q),
-            tf.math.log(self.P) if prior else None,
-            config,
-        )
-
-    def test_gaussian_nll(self):
-        # Per observation 0.5 * (0.5^2 + 0.5^2) = 0.25 and 0.5 * (0^2 + 0.4^2) = 0.08.
-        _, metrics = self._loss(config_lib.debug())
-        self.assertAllClose(metrics["obs/recon"], (0.25 + 0.08) / 2)
-        self.assertAllClose(metrics["obs/recon_mae"], (0.5 + 0.5 + 0.0 + 0.4) / 4)
-
-    @parameterized.named_parameters(("active", 0.9, True), ("inactive", 0.1, False))
-    def test_thresholded_entropy(self, threshold, active):
-        _, metrics = self._loss(config_lib.debug(entropy_threshold_z=threshold))
-        entropy = np.mean(np.sum(_entropy(self.Q), axis=-1))
-        norm_entropy = entropy / (2 * math.log(4))  # about 0.77
-        self.assertAllClose(metrics["obs/entropy"], entropy)
-        self.assertAllClose(metrics["obs/norm_entropy"], norm_entropy)
-        self.assertAllClose(metrics["obs/entropy_loss"], max(0.0, threshold - norm_entropy))
-        self.assertEqual(float(metrics["obs/entropy_loss"]) > 0, active)
-
-    def test_consistency_cross_entropy(self):
-        _, metrics = self._loss(config_lib.debug())
-        cross_entropy = np.mean(np.sum(-np.sum(self.P * np.log(self.Q), axis=-1), axis=-1))
-        self.assertAllClose(metrics["obs/consistency"], cross_entropy)
-
-    def test_consistency_is_the_released_codes_form(self):
-        # One variable: q = (0.5, 0.5), p = (0.8, 0.2). The released code's -sum p log q = ln 2;
-        # the paper's -sum q log p = -0.5 (ln 0.8 + ln 0.2) = 0.9163 would be another value.
-        _, metrics = observation.observation_loss(
-            self.FRAMES[:1],
-            self.RECONSTRUCTION[:1],
-            tf.math.log([[[0.5, 0.5]]]),
-            tf.math.log([[[0.8, 0.2]]]),
-            config_lib.debug(),
-        )
-        self.assertAllClose(metrics["obs/consistency"], math.log(2.0))
-        self.assertNotAllClose(metrics["obs/consistency"], 0.9163, atol=0.1)
-
-    def test_consistency_mask_excludes_steps(self):
-        _, metrics = observation.observation_loss(
-            tf.constant(self.FRAMES),
-            tf.constant(self.RECONSTRUCTION),
-            tf.math.log(self.Q),
-            tf.math.log(self.P),
-            config_lib.debug(),
-            prior_mask=tf.constant([False, True]),
-        )
-        second_only = np.sum(-np.sum(self.P[1] * np.log(self.Q[1]), axis=-1))
-        self.assertAllClose(metrics["obs/consistency"], second_only)
-
-    def test_total_weights_the_terms(self):
-        config = config_lib.debug(alpha1=3.0, alpha2=0.5, entropy_threshold_z=0.9)
-        total, metrics = self._loss(config)
-        expected = (
-            metrics["obs/recon"]
-            + 3.0 * metrics["obs/entropy_loss"]
-            + 0.5 * metrics["obs/consistency"]
-        )
-        self.assertAllClose(total, expected)
-        self.assertAllClose(metrics["obs/loss"], total)
-        self.assertEqual(total.dtype, tf.float32)
-        self.assertEqual(total.shape, ())
-
-        total, metrics = self._loss(config, prior=False)
-        self.assertNotIn("obs/consistency", metrics)
-        self.assertAllClose(total, metrics["obs/recon"] + 3.0 * metrics["obs/entropy_loss"])
-
-    def test_consistency_gradient_reaches_encoder_logits_only(self):
-        config = config_lib.debug(alpha1=0.0)
-        logits = tf.Variable(tf.math.log(self.Q))
-        prior_logits = tf.Variable(tf.math.log(self.P))
-        with tf.GradientTape(persistent=True) as tape:
-            total, _ = observation.observation_loss(
-                self.FRAMES, self.RECONSTRUCTION, logits, prior_logits, config
-            )
-            # A step whose own posterior is its target adds no gradient.
-            own_target, _ = observation.observation_loss(
-                self.FRAMES, self.RECONSTRUCTION, logits, logits, config
-            )
-        grad_logits, grad_prior = tape.gradient(total, [logits, prior_logits])
-        self.assertIsNone(grad_prior)
-        # d/dlogits of -sum_c p_c log softmax(logits)_c = q - p, averaged over the 2 observations.
-        self.assertAllClose(grad_logits, config.alpha2 * (self.Q - self.P) / 2, atol=1e-7)
-        self.assertAllClose(tape.gradient(own_target, logits), tf.zeros_like(logits), atol=1e-7)
 
 
 class ObservationModelTrainingTest(testing.TestCase):
@@ -212,7 +125,7 @@ class ObservationModelTrainingTest(testing.TestCase):
             latent_vars=8,
             latent_classes=8,
         )
-        model = observation.ObservationModel(config)
+        model = observation.ObservationModel.from_twm_config(config)
         optimizer = keras.optimizers.Adam(1e-3)
         generator = tf.random.Generator.from_seed(0)
 
@@ -222,7 +135,7 @@ class ObservationModelTrainingTest(testing.TestCase):
                 logits = model.encode(frames, training=True)
                 z = distributions.sample_latent(logits, generator.make_seeds(1)[:, 0])
                 reconstruction = model.decode(z, training=True)
-                loss, metrics = observation.observation_loss(
+                loss, metrics = losses.observation_loss(
                     frames, reconstruction, logits, None, config
                 )
             variables = model.trainable_variables
@@ -247,7 +160,7 @@ def _wait_for(path, timeout=600.0):
 
 class EncoderRecomputeTest(testing.TestCase):
     def test_training_recomputes_with_the_same_values_and_gradients(self):
-        encoder = observation.ObservationModel(config_lib.debug()).encoder
+        encoder = observation.ObservationModel.from_twm_config(config_lib.debug()).encoder
         frames = _random_frames((3, 4, 64, 64))
 
         @tf.function
@@ -273,7 +186,7 @@ class EncoderRecomputeTest(testing.TestCase):
 class ExecutionModeTest(testing.TestCase):
     def test_graph_and_xla_agree_with_eager(self):
         config = config_lib.debug()
-        model = observation.ObservationModel(config)
+        model = observation.ObservationModel.from_twm_config(config)
         frames = _random_frames((2, 3, 4, 64, 64))
         prior_logits = tf.random.normal([2, 3, 4, 4])
 
@@ -285,7 +198,7 @@ class ExecutionModeTest(testing.TestCase):
                 else distributions.latent_mode(logits)
             )
             reconstruction = model.decode(z)
-            loss, metrics = observation.observation_loss(
+            loss, metrics = losses.observation_loss(
                 frames, reconstruction, logits, prior_logits, config
             )
             return logits, z, reconstruction, loss, metrics
@@ -305,13 +218,13 @@ class ExecutionModeTest(testing.TestCase):
         self.addCleanup(keras.mixed_precision.set_global_policy, previous)
         keras.mixed_precision.set_global_policy(policy)
         config = config_lib.debug()
-        model = observation.ObservationModel(config)
+        model = observation.ObservationModel.from_twm_config(config)
         self.assertEqual(model.encoder.convs[0].compute_dtype, compute_dtype)
         self.assertEqual(model.decoder.output_layer.compute_dtype, compute_dtype)
         frames = _random_frames((2, 3, 4, 64, 64))
         logits = model.encode(frames)
         reconstruction = model.decode(distributions.sample_latent(logits, tf.constant([0, 0])))
-        loss, metrics = observation.observation_loss(frames, reconstruction, logits, logits, config)
+        loss, metrics = losses.observation_loss(frames, reconstruction, logits, logits, config)
         self.assertEqual(logits.dtype, tf.float32)
         self.assertEqual(reconstruction.dtype, tf.float32)
         for value in [loss, *metrics.values()]:

@@ -7,11 +7,11 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from twm_tf.ops.kernels import block_attention
+from twm_tf.models import initializers
 from twm_tf.ops import activations
 from twm_tf.ops import dropout as dropout_lib
-from twm_tf.models import initializers
 from twm_tf.ops import layer_norm
+from twm_tf.ops.kernels import block_attention
 
 # Projected keys and values of M earlier tokens as consecutive parts, oldest first:
 # (key parts, value parts), each part [heads, B, M_i, head_dim] with sum M_i = M. Heads lead, so
@@ -157,20 +157,44 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
             q, mask = q[:, :, -queries:], mask[:, -queries:]
         r = self.position(position_encoding)  # [Tk, D]
         r = tf.reshape(r, [-1, self.heads, self.head_dim])  # [Tk, heads, head_dim]
+        operands = (q, content_bias, position_bias, r, mask, memory, new_k, new_v)
         if fused and not training and block_attention.available(q.dtype):
-            parts = ((), ()) if memory is None else memory
-            context = block_attention.attend(
-                q,
-                tf.convert_to_tensor(content_bias),
-                tf.convert_to_tensor(position_bias),
-                r,
-                mask,
-                [*parts[0], new_k],
-                [*parts[1], new_v],
-                self.scale,
-            )  # [B, Tq, heads, head_dim]
-            context = tf.reshape(context, [tf.shape(q)[1], tf.shape(q)[2], self.width])
-            return AttentionOutput(self.out(context), None, new_k, new_v)
+            return AttentionOutput(self.out(self._fused_context(*operands)), None, new_k, new_v)
+        context, weights = self._context(*operands, training)
+        return AttentionOutput(self.out(context), weights, new_k, new_v)
+
+    def _fused_context(self, q, content_bias, position_bias, r, mask, memory, new_k, new_v):
+        """`call`'s attention by kernels/block_attention, reading the cached parts in place.
+
+        Args:
+          q: [heads, B, Tq, head_dim] the queries.
+          content_bias, position_bias, mask, memory: as in `call` (mask [B, Tq, Tk]).
+          r: [Tk, heads, head_dim] the projected position encodings.
+          new_k, new_v: [heads, B, Tq, head_dim] the new tokens' keys and values.
+
+        Returns:
+          [B, Tq, D] the heads' context, before the output projection.
+        """
+        parts = ((), ()) if memory is None else memory
+        context = block_attention.attend(
+            q,
+            tf.convert_to_tensor(content_bias),
+            tf.convert_to_tensor(position_bias),
+            r,
+            mask,
+            [*parts[0], new_k],
+            [*parts[1], new_v],
+            self.scale,
+        )  # [B, Tq, heads, head_dim]
+        return tf.reshape(context, [tf.shape(q)[1], tf.shape(q)[2], self.width])
+
+    def _context(self, q, content_bias, position_bias, r, mask, memory, new_k, new_v, training):
+        """`call`'s attention in TensorFlow ops (arguments as in `_fused_context`).
+
+        Returns:
+          (context [B, Tq, D] before the output projection, weights [B, heads, Tq, Tk] before
+          dropout).
+        """
         # One concat of the cached parts and the new tokens, then two batched matmuls over all
         # keys: measured faster than one per part (tiny batched matmuls are overhead-bound).
         keys, values = new_k, new_v
@@ -192,7 +216,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         context = tf.transpose(context, [1, 2, 0, 3])  # [B, Tq, heads, head_dim]
         context = tf.reshape(context, [tf.shape(q)[1], tf.shape(q)[2], self.width])
         weights = tf.transpose(weights, [1, 0, 2, 3])  # [B, h, Tq, Tk]; pruned unless used
-        return AttentionOutput(self.out(context), weights, new_k, new_v)
+        return context, weights
 
 
 class TransformerXLBlock(keras.layers.Layer):

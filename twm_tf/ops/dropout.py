@@ -3,9 +3,9 @@
 keras.layers.Dropout draws one float32 uniform per unit (a 32-bit Philox word) and keeps the unit
 where it is >= rate. Here each 32-bit word gives two units a 16-bit integer, kept where it is
 >= round(rate * 2^16): the drop probability is round(rate * 2^16) / 2^16, within 7.7e-6 of the rate
-(0.1 -> 0.1000061). The Transformer-XL's dropouts draw 88M units per world-model update, so
-halving their random numbers shortens forward + backward at its feed-forward shape ([5,100,
-1,024], 10 calls) by about a third (timings in docs/benchmarks.md).
+(0.1 -> 0.1000061). The Transformer-XL's dropouts draw 88M units per world-model update, whose
+random numbers are the largest element-wise cost of the update; halving them shortens forward +
+backward of its feed-forward layers (measured in docs/benchmarks.md).
 """
 
 import keras

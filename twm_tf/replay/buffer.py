@@ -7,6 +7,7 @@ from absl import logging
 
 from twm_tf.replay import file_format as replay_file
 from twm_tf.replay import sampling
+from twm_tf.replay import step_checks
 
 _ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "is_first", "visits")
 
@@ -195,14 +196,7 @@ class ReplayBuffer:
             ValueError: as `add`; nothing is stored then.
         """
         obs = np.asarray(obs_or_frames)
-        size = self._frame_size
-        if obs.dtype != np.uint8:
-            raise ValueError(f"obs_or_frames must be uint8 (raw pixels), got dtype {obs.dtype}")
-        if obs.shape[1:] not in ((size, size), (self._stack, size, size)):
-            raise ValueError(
-                f"obs_or_frames must have shape [T, {self._stack}, {size}, {size}] (stacks) or "
-                f"[T, {size}, {size}] (newest frames), got {list(obs.shape)}"
-            )
+        step_checks.check_observations(obs, frame_size=self._frame_size, stack=self._stack)
         num = len(obs)
         columns = {
             "actions": np.asarray(actions),
@@ -211,20 +205,7 @@ class ReplayBuffer:
             "truncated": np.asarray(truncated),
             "is_first": np.asarray(is_first),
         }
-        for name, column in columns.items():
-            if column.shape != (num,):
-                raise ValueError(f"{name} must have shape [{num}], got {list(column.shape)}")
-        for name in ("terminated", "truncated", "is_first"):
-            if columns[name].dtype != bool:
-                raise ValueError(f"{name} must be bool, got dtype {columns[name].dtype}")
-        actions = columns["actions"]
-        if not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be integers, got dtype {actions.dtype}")
-        if num and (actions.min() < 0 or actions.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"actions must be non-negative int32 values, got {actions}")
-        rewards = columns["rewards"]
-        if not np.issubdtype(rewards.dtype, np.number) or not np.all(np.isfinite(rewards)):
-            raise ValueError(f"rewards must be finite numbers, got {rewards}")
+        step_checks.check_columns(columns, num)
         start, end = self._size, self._size + num
         if end > self._capacity:
             raise ValueError(
@@ -238,18 +219,22 @@ class ReplayBuffer:
         for name, column in columns.items():
             getattr(self, "_" + name)[start:end] = column
         if obs.ndim == 4:
-            # Only the newest frames are kept, so a stack must be what they rebuild; a mismatch
-            # means the environment pads or interleaves streams differently from this buffer.
-            rebuilt = self._frames[self._stack_indices(np.arange(start, end))]
-            bad = np.flatnonzero(np.any(rebuilt != obs, axis=(1, 2, 3)))
-            if len(bad):
-                raise ValueError(
-                    f"observation {start + bad[0]} differs from the stack rebuilt from the stored "
-                    "frames (one stream per buffer; stacks must repeat the first frame of an "
-                    "episode); nothing was added"
-                )
+            self._check_stacks(obs, start, end)
         self._mark_cut_episodes(start, end)
         self._size = end
+
+    def _check_stacks(self, stacks: np.ndarray, start: int, end: int) -> None:
+        """Raises a ValueError unless `stacks` are what the frames stored at start:end rebuild."""
+        # Only the newest frames are kept, so a stack must be what they rebuild; a mismatch
+        # means the environment pads or interleaves streams differently from this buffer.
+        rebuilt = self._frames[self._stack_indices(np.arange(start, end))]
+        bad = np.flatnonzero(np.any(rebuilt != stacks, axis=(1, 2, 3)))
+        if len(bad):
+            raise ValueError(
+                f"observation {start + bad[0]} differs from the stack rebuilt from the stored "
+                "frames (one stream per buffer; stacks must repeat the first frame of an "
+                "episode); nothing was added"
+            )
 
     def _mark_cut_episodes(self, start: int, end: int) -> None:
         # A new episode after a step without done (e.g. a reset when a run resumed) cuts that

@@ -8,9 +8,9 @@ import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from twm_tf.dev import testdata
 from twm_tf.replay import buffer as replay
 from twm_tf.replay import sampling
-from twm_tf.dev import testdata
 
 _SIZE = 8  # Small synthetic frames keep the statistical tests fast.
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from twm_tf import config as config_lib
+from twm_tf import errors
 from twm_tf import faults
 from twm_tf import files
 from twm_tf.run import run_dir as run_dir_lib
@@ -24,15 +25,15 @@ from twm_tf.run import run_dir as run_dir_lib
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(errors.RunError, ValueError):
     """A checkpoint's model variables differ from the models being restored."""
 
 
-class NoUsableCheckpoint(RuntimeError):
+class NoUsableCheckpoint(errors.RunError, RuntimeError):
     """Every checkpoint of a run directory is damaged."""
 
 
-class SaveFailed(RuntimeError):
+class SaveFailed(errors.RunError, RuntimeError):
     """A checkpoint could not be written (e.g. a full disk); the previous one is intact."""
 
 
@@ -132,23 +133,6 @@ def restore_models(checkpoint_path: str, **models) -> None:
             f"({type(error).__name__}: {files.reason(error)[:200]}): a damaged file, or one of "
             "another config"
         ) from None
-
-
-def parts(world_model, ac) -> tuple[dict, dict]:
-    """A run's four Keras models and their Adam optimizers, by the names the checkpoint uses."""
-    models = {
-        "observation": world_model.observation,
-        "dynamics": world_model.dynamics,
-        "actor": ac.actor,
-        "critic": ac.critic,
-    }
-    optimizers = {
-        "observation": world_model.obs_optimizer.adam,
-        "dynamics": world_model.dyn_optimizer.adam,
-        "actor": ac.actor_optimizer.adam,
-        "critic": ac.critic_optimizer.adam,
-    }
-    return models, optimizers
 
 
 def training_checkpoint(models: dict, optimizers: dict, **state) -> tf.train.Checkpoint:

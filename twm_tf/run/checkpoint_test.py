@@ -10,12 +10,12 @@ import tensorflow as tf
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
 from twm_tf import files
 from twm_tf import learner as learner_lib
-from twm_tf.replay import buffer as replay_lib
 from twm_tf.dev import testing
+from twm_tf.replay import buffer as replay_lib
+from twm_tf.run import checkpoint as checkpoint_lib
 
 
 def _mlp(widths: tuple[int, ...], name: str = "tiny") -> keras.Model:

@@ -4,8 +4,8 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
 
-from twm_tf.run import metrics
 from twm_tf.dev import testing
+from twm_tf.run import metrics
 
 
 class MeansTest(testing.TestCase):

@@ -2,8 +2,8 @@
 
 from absl.testing import absltest
 
-from twm_tf.run import progress as progress_lib
 from twm_tf.dev import testing
+from twm_tf.run import progress as progress_lib
 
 
 class FakeClock:

@@ -1,33 +1,43 @@
-"""Rebuilds a training run's world model and actor from its latest checkpoint (for analysis)."""
+"""Rebuilds a training run's models from its latest checkpoint: for analysis, export, evaluation."""
 
 from typing import NamedTuple
 
 import tensorflow as tf
 from absl import logging
 
-from twm_tf.run import checkpoint as checkpoint_lib
 from twm_tf import config as config_lib
+from twm_tf import learner as learner_lib
 from twm_tf import precision
-from twm_tf.run import run_dir as run_dir_lib
 from twm_tf import world_model as world_model_lib
 from twm_tf.envs import atari
 from twm_tf.models import actor_critic
+from twm_tf.models import observation
+from twm_tf.run import checkpoint as checkpoint_lib
+from twm_tf.run import run_dir as run_dir_lib
 
 
 class RunModels(NamedTuple):
-    """The models of a run that analysis needs: the whole world model and the policy."""
+    """A run's models as `load_run` restores them (the critic and the optimizers never)."""
 
     config: config_lib.Config
-    world_model: world_model_lib.WorldModel
+    world_model: world_model_lib.WorldModel | None  # None when only the policy was asked for.
+    obs_model: observation.ObservationModel
     actor: actor_critic.Actor
     action_meanings: tuple[str, ...]
     checkpoint: str
 
 
-def load_run(run_dir: str) -> RunModels:
-    """Restores the observation model, dynamics model and actor of a run, in float32.
+def load_run(run_dir: str, world_model: bool = True, as_trained: bool = False) -> RunModels:
+    """Rebuilds a run's models from its config.json and restores its latest checkpoint into them.
 
-    The models are rebuilt from the run's config.json; optimizers and the critic are skipped.
+    Args:
+      run_dir: a launch.train run directory.
+      world_model: restore the whole world model (observation and dynamics models, for analysis
+        and the dream) or, if False, only the policy (observation model and actor, for export
+        and evaluation).
+      as_trained: build the models in the run's config.precision, as the run acted and
+        evaluated; otherwise in float32 (variables are float32 under every policy, so float32
+        compute keeps analysis and export exact).
 
     Raises:
       FileNotFoundError: if run_dir has no config.json or no checkpoint.
@@ -37,16 +47,21 @@ def load_run(run_dir: str) -> RunModels:
     env = atari.from_config(config, training=False, seed=config.seed)
     action_meanings = tuple(env.action_meanings)
     env.close()
-    # Variables are float32 under every policy; float32 compute keeps the analysis exact.
-    with precision.policy("float32"):
-        world_model = world_model_lib.WorldModel(config, len(action_meanings))
-        actor = actor_critic.Actor(config, len(action_meanings))
+    wm = None
+    with precision.policy(config.precision if as_trained else "float32"):
+        if world_model:
+            wm = world_model_lib.WorldModel(config, len(action_meanings))
+            obs_model = wm.observation
+        else:
+            obs_model = observation.ObservationModel.from_twm_config(config)
+        actor = actor_critic.Actor.from_twm_config(config, len(action_meanings))
         actor(tf.zeros([1, config.latent_vars, config.latent_classes]))  # Creates variables.
-    checkpoint_lib.restore_models(
-        checkpoint, observation=world_model.observation, dynamics=world_model.dynamics, actor=actor
-    )
-    logging.info("restored the world model and actor from %s", checkpoint)
-    return RunModels(config, world_model, actor, action_meanings, checkpoint)
+    models = {"observation": obs_model, "actor": actor}
+    if wm is not None:
+        models["dynamics"] = wm.dynamics
+    checkpoint_lib.restore_models(checkpoint, **models)
+    logging.info("restored %s from %s", ", ".join(models), checkpoint)
+    return RunModels(config, wm, obs_model, actor, action_meanings, checkpoint)
 
 
 def write_run(
@@ -60,7 +75,7 @@ def write_run(
     For models trained outside twm_tf.trainer (tests, notebooks); returns the checkpoint prefix.
     """
     config.save(run_dir)
-    checkpoint = checkpoint_lib.training_checkpoint(*checkpoint_lib.parts(world_model, ac))
+    checkpoint = checkpoint_lib.training_checkpoint(*learner_lib.parts(world_model, ac))
     directory = run_dir_lib.path(run_dir, run_dir_lib.CHECKPOINTS)
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
     return manager.save()

@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from twm_tf import config as config_lib
+from twm_tf import errors
 from twm_tf import files
 
 CONFIG = config_lib.FILE_NAME
@@ -45,7 +46,7 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-class RunDirError(ValueError):
+class RunDirError(errors.RunError, ValueError):
     """The run directory holds a run that this config cannot resume."""
 
 

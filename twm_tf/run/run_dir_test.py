@@ -6,8 +6,8 @@ from absl.testing import absltest
 
 from twm_tf import config as config_lib
 from twm_tf import files
-from twm_tf.run import run_dir as run_dir_lib
 from twm_tf.dev import testing
+from twm_tf.run import run_dir as run_dir_lib
 
 
 class CheckConfigTest(testing.TestCase):

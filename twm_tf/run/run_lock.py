@@ -12,8 +12,10 @@ import fcntl
 import os
 import socket
 
+from twm_tf import errors
 
-class RunDirLocked(ValueError):
+
+class RunDirLocked(errors.RunError, ValueError):
     """Another live process is training in this run directory."""
 
 

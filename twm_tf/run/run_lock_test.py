@@ -8,8 +8,8 @@ import time
 
 from absl.testing import absltest
 
-from twm_tf.run import run_lock
 from twm_tf.dev import testing
+from twm_tf.run import run_lock
 
 _HOLDER = """
 import sys, time

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from twm_tf import config as config_lib
+from twm_tf import config_flags
 from twm_tf.run import run_dir as run_dir_lib
 
 BASE = "base"  # Name of the variant without changes.
@@ -60,7 +61,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
         if not sep:
             raise ValueError(f"--variant={text!r}: expected FIELD=VALUE, got {assignment!r}")
         try:
-            changes[field] = config_lib.parse_field(field, value)
+            changes[field] = config_flags.parse_field(field, value)
         except ValueError as error:
             raise ValueError(f"--variant={text!r}: {error}") from None
     return name, changes
@@ -100,7 +101,7 @@ def grid(
                     f"--game={game}",
                     f"--seed={seed}",
                     f"--run_dir={run_dir}",
-                    *config_lib.field_flags(fields),
+                    *config_flags.field_flags(fields),
                 )
                 trials.append(Trial(variant, game, seed, run_dir, args))
     return trials
@@ -170,7 +171,31 @@ def run(
             pending[trial.name] = trial
     if not pending:
         return outcomes
+    outcomes.update(
+        _run_on_ray(
+            pending,
+            root=root,
+            address=address,
+            cpus_per_run=cpus_per_run,
+            gpus_per_run=gpus_per_run,
+            max_failures=max_failures,
+            num_cpus=num_cpus,
+        )
+    )
+    return outcomes
 
+
+def _run_on_ray(
+    pending: dict[str, Trial],
+    *,
+    root: str,
+    address: str | None,
+    cpus_per_run: float,
+    gpus_per_run: float,
+    max_failures: int,
+    num_cpus: int | None,
+) -> dict[str, dict]:
+    """Runs `pending` ({trial name: Trial}) as Ray Tune trials; returns their outcomes (`run`)."""
     import ray
     from ray import tune
 
@@ -197,6 +222,7 @@ def run(
             verbose=1,
         ),
     )
+    outcomes = {}
     try:
         for result in tuner.fit():
             name = result.config["trial"]

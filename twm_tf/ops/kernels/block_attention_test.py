@@ -12,8 +12,8 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from twm_tf.dev import testing
-from twm_tf.ops.kernels import block_attention
 from twm_tf.models import transformer_xl
+from twm_tf.ops.kernels import block_attention
 
 
 def _reference(query, u, v, relative, mask, keys, values, scale):

@@ -1,22 +1,21 @@
 """Forward + backward time of each VAE convolution at the paper's shapes, Keras's layer against
 the forms in twm_tf/ops/conv_forms.py (N = 1,600 frame stacks, float32, median of 5).
 
-    .venv/bin/python docs/results/bench/vae_layer_microbench.py
-    ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python docs/results/bench/vae_layer_microbench.py
+    .venv/bin/python -m tools.bench.vae_layer_microbench
+    ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python -m tools.bench.vae_layer_microbench
 
 Each step takes the gradients of sum(y^2) w.r.t. the input (not for the first layer, whose input
-is the frames), the kernel and the bias. Prints one line per layer and form, then a JSON dict.
+is the frames), the kernel and the bias. Prints one line per layer and form, then a JSON dict;
+results in docs/benchmarks.md ("Why the model code has its forms").
 """
 
 import json
-import sys
 
 import keras
 import tensorflow as tf
 
-sys.path.insert(0, ".")
-from launch import benchmark  # noqa: E402
-from twm_tf.ops import conv_forms  # noqa: E402
+from launch import benchmark
+from twm_tf.ops import conv_forms
 
 N = 1600
 CONV, DECONV = keras.layers.Conv2D, keras.layers.Conv2DTranspose
@@ -63,11 +62,16 @@ def time_layer(layer, shape, input_gradient: bool) -> float:
     return benchmark._median_seconds(lambda: [g.numpy() for g in step(x)], repeats=5)
 
 
-results = {}
-for name, shape, (filters, kernel, activation), forms in LAYERS:
-    for form in forms:
-        layer = form(filters, kernel, strides=2, activation=activation)
-        ms = round(1e3 * time_layer(layer, shape, name != "encoder conv_0"), 1)
-        results[f"{name} / {form.__name__}"] = ms
-        print(f"{name:18s} {form.__name__:26s} {ms:8.1f} ms", flush=True)
-print(json.dumps(results))
+def main():
+    results = {}
+    for name, shape, (filters, kernel, activation), forms in LAYERS:
+        for form in forms:
+            layer = form(filters, kernel, strides=2, activation=activation)
+            ms = round(1e3 * time_layer(layer, shape, name != "encoder conv_0"), 1)
+            results[f"{name} / {form.__name__}"] = ms
+            print(f"{name:18s} {form.__name__:26s} {ms:8.1f} ms", flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,14 +4,13 @@ The attention core of an imagined rollout without its projections: 10 layers x 1
 M = 400, 4 heads x 64, 3 new tokens per step, the cache growing from one block. Run from the
 repository root (~1 min):
 
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python docs/results/bench/cache_update_microbench.py
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -m tools.bench.cache_update_microbench
 
-2026-11-29 06:39 UTC, Intel Xeon (Sapphire Rapids class), 2 vCPUs, TF 2.21, oneDNN on; seconds
-per rollout in three repeats: concat (twm-tf's form) 0.50 / 0.51 / 0.50; a fixed [C, B, H, D]
-buffer written with TensorScatterUpdate 1.48 / 1.46 / 1.47; a fixed [B, H, C, D] buffer written
-with TensorStridedSliceUpdate 0.96 / 0.95 / 0.95; the same buffer in an XLA while loop, written
-with dynamic-update-slice, 0.73 / 0.71 / 0.71. The fixed buffers are attended in full, with the
-unwritten slots masked.
+Forms timed: concat (twm-tf's); a fixed [C, B, H, D] buffer written with TensorScatterUpdate; a
+fixed [B, H, C, D] buffer written with TensorStridedSliceUpdate; the same buffer in an XLA while
+loop, written with dynamic-update-slice. The fixed buffers are attended in full, with the
+unwritten slots masked. Prints seconds per rollout of each form in three repeats; results in
+docs/benchmarks.md ("Tried and left out").
 """
 
 import time
