@@ -36,6 +36,12 @@ _AC_UPDATES = flags.DEFINE_integer("ac_updates", 1000, "Actor-critic updates.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 100, "World-model updates between evals.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of dropout, latent and policy draws.")
 _OUT = flags.DEFINE_string("out", None, "The .npz file to write.")
+_SAVE_WEIGHTS = flags.DEFINE_string(
+    "save_weights",
+    None,
+    "Also write every weight after the world-model phase here, in --init's format: the start of "
+    "an actor-critic phase on one shared trained world model (--wm_updates=0 in both codes).",
+)
 for _flag in ("dataset", "init", "out"):
     flags.mark_flag_as_required(_flag)
 
@@ -47,6 +53,17 @@ def load_weights(learner: learner_lib.Learner, path: str) -> None:
             for key, variable in checkpoint.variables_by_path(model).items():
                 if variable.trainable:
                     variable.assign(data[f"weights/{name}/{key}"])
+
+
+def save_weights(learner: learner_lib.Learner, init: str, path: str) -> None:
+    """Writes `init`'s file with every trainable variable replaced by the learner's value."""
+    with np.load(init) as data:
+        weights = {key: data[key] for key in data.files}
+    for name, model in learner.models.items():
+        for key, variable in checkpoint.variables_by_path(model).items():
+            if variable.trainable:
+                weights[f"weights/{name}/{key}"] = variable.numpy()
+    np.savez(path, **weights)
 
 
 def to_batch(windows: dict) -> world_model_lib.Batch:
@@ -87,6 +104,8 @@ def main(argv):
             log.add_heldout(update, terms.from_twm_tf(heldout(heldout_batch, heldout_seed)))
         log.add("wm", terms.from_twm_tf(wm_step(to_batch(plan.wm_windows(update)), learner.seed())))
     log.add_heldout(_WM_UPDATES.value, terms.from_twm_tf(heldout(heldout_batch, heldout_seed)))
+    if _SAVE_WEIGHTS.value:
+        save_weights(learner, _INIT.value, _SAVE_WEIGHTS.value)
     for update in range(_AC_UPDATES.value):
         windows, restart_obs = plan.ac_inputs(update)
         log.add("ac", terms.from_twm_tf(ac_step(to_batch(windows), restart_obs, learner.seed())))

@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 from absl.testing import absltest
@@ -88,6 +90,19 @@ class AggregateTest(testing.TestCase):
         # Only B's runs vary: the mean of game means ranges over (0.3 + [0.5, 1.3]) / 2.
         self.assertGreaterEqual(mixed["mean"].ci[0], 0.4 - 1e-9)
         self.assertLessEqual(mixed["mean"].ci[1], 0.8 + 1e-9)
+
+
+class ImportTest(absltest.TestCase):
+    def test_the_report_needs_no_tensorflow_ale_or_opencv(self):
+        # A report of many runs is made on any machine: the scores table is all it needs.
+        script = (
+            "import sys\n"
+            "from twm_tf.evaluation import report\n"
+            "print(sorted(m for m in ('tensorflow', 'ale_py', 'cv2') if m in sys.modules))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, msg=result.stderr)
+        self.assertEqual(result.stdout.strip(), "[]")
 
 
 class PublishedTest(testing.TestCase):
