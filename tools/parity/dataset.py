@@ -22,9 +22,8 @@ def window_starts(
     steps: int, length: int, updates: int, batch: int, rng: np.random.Generator
 ) -> np.ndarray:
     """[updates, batch] int64 uniform starts of windows of `length` steps, distinct per batch."""
-    return np.stack(
-        [rng.choice(steps - length + 1, batch, replace=False) for _ in range(updates)]
-    ).astype(np.int64)
+    starts = [rng.choice(steps - length + 1, batch, replace=False) for _ in range(updates)]
+    return np.array(starts, np.int64).reshape(updates, batch)  # Also for updates = 0.
 
 
 def record(game: str, steps: int, seed: int, out: str) -> None:

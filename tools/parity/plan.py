@@ -35,9 +35,9 @@ class Plan:
         self.ac_starts = dataset_lib.window_starts(
             train, self.length, ac_updates, config.wm_batch, rng
         )
-        self.restarts = np.stack(
-            [rng.choice(train, config.imag_starts, replace=False) for _ in range(ac_updates)]
-        )
+        restarts = [rng.choice(train, config.imag_starts, replace=False) for _ in range(ac_updates)]
+        # [ac_updates, M], also for no updates (a phase of the other kind only).
+        self.restarts = np.array(restarts, np.int64).reshape(ac_updates, config.imag_starts)
         heldout = dataset_lib.window_starts(HELDOUT_STEPS, self.length, 1, HELDOUT_WINDOWS, rng)[0]
         self.heldout_starts = train + heldout
 
