@@ -159,6 +159,23 @@ def actor_critic_update(modules, settings, wm, ac, windows, restart_obs) -> dict
     return terms.from_original(metrics, settings, weight_mean=float(weights.mean()))
 
 
+def save_weights(wm, ac, config: dict, init: str, path: str) -> None:
+    """Writes `init`'s file with every trainable weight replaced by the original's current value,
+    in twm-tf's layout (`layout.from_torch`): the start of an actor-critic phase of both codes on
+    a world model the original trained."""
+    with np.load(init) as data:
+        weights = {key: data[key] for key in data.files}
+    params = {
+        (model, name): param
+        for model, module in torch_side.torch_models(wm, ac).items()
+        for name, param in module.named_parameters()
+    }
+    for key, rule in layout.rules(config).items():
+        value = params[(key.split("/", 1)[0], rule.torch_name)].detach().cpu().numpy()
+        weights[f"weights/{key}"] = layout.from_torch(rule.kind, value).astype(np.float32)
+    np.savez(path, **weights)
+
+
 def run(modules: dict, config: dict, args) -> terms.Log:
     """curves_tf's run with the original; returns its Log."""
     data = dataset_lib.load(args.dataset)
@@ -194,6 +211,8 @@ def run(modules: dict, config: dict, args) -> terms.Log:
             log.add("wm", terms.from_original(_floats(metrics), settings, pixels))
             _progress("wm", update, args.wm_updates, start, log)
         evaluate(args.wm_updates)
+        if args.save_weights:
+            save_weights(wm, ac, config, args.init, args.save_weights)
         start = time.time()
         for update in range(args.ac_updates):
             windows, restart_obs = plan.ac_inputs(update)
@@ -226,6 +245,9 @@ def main():
     parser.add_argument("--no_latent_loss", action="store_true", help="released dynamics loss")
     parser.add_argument("--no_consistency_mask", action="store_true", help="released term")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--save_weights", help="also write the weights after the world-model phase, --init's format"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with open(args.config) as f:
