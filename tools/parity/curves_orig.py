@@ -163,8 +163,7 @@ def save_weights(wm, ac, config: dict, init: str, path: str) -> None:
     """Writes `init`'s file with every trainable weight replaced by the original's current value,
     in twm-tf's layout (`layout.from_torch`): the start of an actor-critic phase of both codes on
     a world model the original trained."""
-    with np.load(init) as data:
-        weights = {key: data[key] for key in data.files}
+    weights = {}
     params = {
         (model, name): param
         for model, module in torch_side.torch_models(wm, ac).items()
@@ -173,7 +172,7 @@ def save_weights(wm, ac, config: dict, init: str, path: str) -> None:
     for key, rule in layout.rules(config).items():
         value = params[(key.split("/", 1)[0], rule.torch_name)].detach().cpu().numpy()
         weights[f"weights/{key}"] = layout.from_torch(rule.kind, value).astype(np.float32)
-    np.savez(path, **weights)
+    layout.write_weights(init, path, weights)
 
 
 def run(modules: dict, config: dict, args) -> terms.Log:

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tools.parity import case as case_lib
 from tools.parity import dataset as dataset_lib
+from tools.parity import layout
 from tools.parity import plan as plan_lib
 from tools.parity import terms
 from twm_tf import learner as learner_lib
@@ -57,13 +58,13 @@ def load_weights(learner: learner_lib.Learner, path: str) -> None:
 
 def save_weights(learner: learner_lib.Learner, init: str, path: str) -> None:
     """Writes `init`'s file with every trainable variable replaced by the learner's value."""
-    with np.load(init) as data:
-        weights = {key: data[key] for key in data.files}
-    for name, model in learner.models.items():
-        for key, variable in checkpoint.variables_by_path(model).items():
-            if variable.trainable:
-                weights[f"weights/{name}/{key}"] = variable.numpy()
-    np.savez(path, **weights)
+    trained = {
+        f"weights/{name}/{key}": variable.numpy()
+        for name, model in learner.models.items()
+        for key, variable in checkpoint.variables_by_path(model).items()
+        if variable.trainable
+    }
+    layout.write_weights(init, path, trained)
 
 
 def to_batch(windows: dict) -> world_model_lib.Batch:

@@ -139,3 +139,15 @@ def from_torch(kind: str, x: np.ndarray) -> np.ndarray:
         channels = x.shape[1] // _FLAT_PIXELS
         return x.reshape(-1, channels, _FLAT_PIXELS).transpose(2, 1, 0).reshape(-1, x.shape[0])
     raise ValueError(f"unknown layout kind {kind!r}")
+
+
+def write_weights(init: str, path: str, trained: dict[str, np.ndarray]) -> None:
+    """Writes `init`'s weights file (weights/<model>/<path>) to `path` with `trained` in place.
+
+    Both codes' `--save_weights` use it: the arrays they do not train (dropout RNG states) stay as
+    `init` has them, so either code can start from the file.
+    """
+    with np.load(init) as data:
+        weights = {key: data[key] for key in data.files}
+    weights.update(trained)
+    np.savez(path, **weights)
