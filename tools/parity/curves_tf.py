@@ -17,7 +17,6 @@ The output holds one array per logged term (terms.py names them the same for bot
 
 from absl import app
 from absl import flags
-import numpy as np
 import tensorflow as tf
 
 from tools.parity import case as case_lib
@@ -25,8 +24,8 @@ from tools.parity import dataset as dataset_lib
 from tools.parity import layout
 from tools.parity import plan as plan_lib
 from tools.parity import terms
+from tools.parity import tf_inputs
 from twm_tf import learner as learner_lib
-from twm_tf import world_model as world_model_lib
 from twm_tf.run import checkpoint
 
 _DATASET = flags.DEFINE_string("dataset", None, "Recorded steps (record_dataset.py).")
@@ -47,15 +46,6 @@ for _flag in ("dataset", "init", "out"):
     flags.mark_flag_as_required(_flag)
 
 
-def load_weights(learner: learner_lib.Learner, path: str) -> None:
-    """Assigns every trainable variable of `learner` from an npz of weights/<model>/<path>."""
-    with np.load(path) as data:
-        for name, model in learner.models.items():
-            for key, variable in checkpoint.variables_by_path(model).items():
-                if variable.trainable:
-                    variable.assign(data[f"weights/{name}/{key}"])
-
-
 def save_weights(learner: learner_lib.Learner, init: str, path: str) -> None:
     """Writes `init`'s file with every trainable variable replaced by the learner's value."""
     trained = {
@@ -67,23 +57,13 @@ def save_weights(learner: learner_lib.Learner, init: str, path: str) -> None:
     layout.write_weights(init, path, trained)
 
 
-def to_batch(windows: dict) -> world_model_lib.Batch:
-    return world_model_lib.Batch(
-        frames=tf.constant(windows["frames"]),
-        actions=tf.constant(windows["actions"]),
-        rewards=tf.constant(windows["rewards"]),
-        terminated=tf.constant(windows["terminated"]),
-        dones=tf.constant(windows["terminated"] | windows["truncated"]),
-    )
-
-
 def main(argv):
     del argv
     config = case_lib.config_for(_SIZE.value, seed=_SEED.value)
     data = dataset_lib.load(_DATASET.value)
     plan = plan_lib.Plan(data, config, _WM_UPDATES.value, _AC_UPDATES.value)
     learner = learner_lib.Learner(config, int(data.actions.max()) + 1)
-    load_weights(learner, _INIT.value)
+    tf_inputs.load_weights(learner, _INIT.value)
     wm, ac = learner.world_model, learner.actor_critic
 
     wm_step = tf.function(lambda batch, seed: wm.train_step(batch, seed)[0])
@@ -98,18 +78,24 @@ def main(argv):
         return metrics
 
     log = terms.Log()
-    heldout_batch = to_batch(plan.heldout_windows())
+    heldout_batch = tf_inputs.to_batch(plan.heldout_windows())
     heldout_seed = tf.constant([12345, 0], tf.int64)
     for update in range(_WM_UPDATES.value):
         if update % _EVAL_EVERY.value == 0:
             log.add_heldout(update, terms.from_twm_tf(heldout(heldout_batch, heldout_seed)))
-        log.add("wm", terms.from_twm_tf(wm_step(to_batch(plan.wm_windows(update)), learner.seed())))
+        log.add(
+            "wm",
+            terms.from_twm_tf(wm_step(tf_inputs.to_batch(plan.wm_windows(update)), learner.seed())),
+        )
     log.add_heldout(_WM_UPDATES.value, terms.from_twm_tf(heldout(heldout_batch, heldout_seed)))
     if _SAVE_WEIGHTS.value:
         save_weights(learner, _INIT.value, _SAVE_WEIGHTS.value)
     for update in range(_AC_UPDATES.value):
         windows, restart_obs = plan.ac_inputs(update)
-        log.add("ac", terms.from_twm_tf(ac_step(to_batch(windows), restart_obs, learner.seed())))
+        log.add(
+            "ac",
+            terms.from_twm_tf(ac_step(tf_inputs.to_batch(windows), restart_obs, learner.seed())),
+        )
     log.save(_OUT.value)
 
 

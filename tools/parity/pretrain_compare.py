@@ -1,0 +1,191 @@
+"""Compares the pretraining runs of twm-tf and the original, and measures the AC share's effect.
+
+    python -m tools.parity.pretrain_compare --twm_tf='/data/pretrain/twm_tf-*.npz' \
+        --original='/data/pretrain/orig-*.npz' --out_dir=docs/results/parity --name=pretrain-small
+
+Reads the runs of both codes (terms.Log files of pretrain_tf.py and pretrain_orig.py) and judges
+every term with curves_compare's rule: the gap between the two codes' seed means against the
+larger of their seed ranges. Per-update terms (pre_<phase>/) are judged on the mean of the final
+--window updates and on every block of --window updates, as curves_compare; held-out terms
+(end_<phase>/, heldout_ac/) on their last value and on every evaluation.
+
+Share effect: a run whose actor-critic share is larger than twm-tf's default (0.7, the original
+as released) was measured on held-out windows after the default share's last update too, and up
+to there it is the default share's run (pretrain_plan.py). Per code, the held-out critic terms at
+that point and at the end are compared with the same rule; "outside spread" means the longer
+actor-critic pretraining moved the term by more than the seeds differ.
+
+Writes <name>.json and <name>.png (each code's seed mean, band from min to max; held-out terms
+at the end of a phase as one point per seed).
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from tools.parity import curves_compare
+from tools.parity import pretrain_plan
+from twm_tf import files
+
+# The flags are curves_compare's, defined when it is imported: --twm_tf and --original (globs of
+# pretrain_tf.py's and pretrain_orig.py's runs), --out_dir, --name and --window.
+FLAGS = flags.FLAGS
+FLAGS.set_default("name", "pretrain-small")
+
+HELDOUT_AC = "heldout_ac/"
+
+
+def blocks(name: str, runs: list[dict], window: int) -> np.ndarray:
+    """[seeds, blocks] values the rule compares: each evaluation of a held-out series (one for
+    end_<phase>/), block means of `window` updates otherwise (curves_compare.blocks)."""
+    if name.startswith(HELDOUT_AC):
+        length = min(len(run[name]) for run in runs)
+        return np.stack([run[name][:length] for run in runs]).astype(np.float64)
+    return curves_compare.blocks(name, runs, window)
+
+
+def compare(runs: dict[str, list[dict]], window: int) -> dict:
+    """The report: per series the final judgement and the fraction of blocks within spread."""
+    report = {
+        "rule": curves_compare.RULE,
+        "window": window,
+        "runs": {code: [r["path"] for r in rs] for code, rs in runs.items()},
+        "ac_share": {
+            code: sorted({float(r["ac_share"][0]) for r in rs}) for code, rs in runs.items()
+        },
+        "terms": {},
+    }
+    present = {code: rs for code, rs in runs.items() if rs}
+    for name in pretrain_plan.series_names():
+        if not all(name in r for rs in present.values() for r in rs):
+            continue
+        per_code = {code: blocks(name, rs, window) for code, rs in present.items()}
+        entry = curves_compare.judge({code: b[:, -1] for code, b in per_code.items()})
+        count = min(b.shape[1] for b in per_code.values())
+        verdicts = [
+            curves_compare.judge({code: b[:, i] for code, b in per_code.items()})["verdict"]
+            for i in range(count)
+        ]
+        if count > 1 and all(v in ("within spread", "outside spread") for v in verdicts):
+            entry["blocks_within"] = sum(v == "within spread" for v in verdicts) / count
+            entry["blocks_outside"] = [i for i, v in enumerate(verdicts) if v != "within spread"]
+        report["terms"][name] = entry
+    verdicts = {name: e["verdict"] for name, e in report["terms"].items()}
+    report["summary"] = {
+        verdict: sorted(n for n, v in verdicts.items() if v == verdict)
+        for verdict in sorted(set(verdicts.values()))
+    }
+    report["share_effect"] = {code: share_effect(rs) for code, rs in present.items()}
+    return report
+
+
+def share_effect(runs: list[dict]) -> dict:
+    """Per held-out critic term: the seeds' values after the default share's updates and at the
+    end, judged with curves_compare's rule (both points need every run)."""
+    default = {int(r["default_share_ac_updates"][0]) for r in runs}
+    if len(default) != 1 or any(int(r["updates"][2]) <= min(default) for r in runs):
+        return {"note": "no run trained beyond the default share's actor-critic updates"}
+    default = default.pop()
+    out = {
+        "default_share_ac_updates": default,
+        "run_ac_updates": [int(r["updates"][2]) for r in runs],
+    }
+    for term in (*pretrain_plan.AC_TERMS, *pretrain_plan.MC_TERMS):
+        name = HELDOUT_AC + term
+        if not all(name in r for r in runs):
+            continue
+        at_default = np.array([r[name][list(r["heldout_ac_step"]).index(default)] for r in runs])
+        at_end = np.array([r[name][-1] for r in runs])
+        judged = curves_compare.judge({"twm_tf": at_default, "original": at_end})
+        labels = {"twm_tf": "default_share", "original": "run_share"}
+        out[term] = {labels.get(k, k): v for k, v in judged.items()}
+        out[term]["change"] = float(at_end.mean() - at_default.mean())
+    return out
+
+
+def plot(runs: dict[str, list[dict]], window: int, path: str) -> None:
+    import matplotlib  # noqa: PLC0415 (only plotting needs it)
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # noqa: PLC0415
+
+    names = [
+        n for n in pretrain_plan.series_names() if any(n in r for rs in runs.values() for r in rs)
+    ]
+    cols = 6
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.5 * rows), dpi=100, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for position, (code, rs) in enumerate(runs.items()):
+            rs = [r for r in rs if name in r]
+            if not rs:
+                continue
+            color = curves_compare.COLORS[code]
+            label = f"{code} ({len(rs)})"
+            if name.startswith("end_"):
+                values = [r[name][-1] for r in rs]
+                ax.plot([position] * len(values), values, "o", color=color, ms=4, label=label)
+                ax.plot([position - 0.2, position + 0.2], [np.mean(values)] * 2, color=color)
+                ax.set_xlim(-0.6, len(runs) - 0.4)
+                ax.set_xticks([])
+                continue
+            length = min(len(r[name]) for r in rs)
+            if name.startswith(HELDOUT_AC):
+                x = rs[0]["heldout_ac_step"][:length]
+                curves = np.stack([r[name][:length] for r in rs])
+                style = dict(marker="o", ms=3)
+            else:
+                curves = np.stack(
+                    [curves_compare.moving_mean(r[name][:length], window) for r in rs]
+                )
+                x = np.arange(length - curves.shape[1], length) + 1
+                style = {}
+            ax.plot(x, curves.mean(0), color=color, lw=1.5, label=label, **style)
+            ax.fill_between(x, curves.min(0), curves.max(0), color=color, alpha=0.25, lw=0)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel(
+        f"update of the phase; moving mean of {window}; band: seeds' min-max; "
+        "end_<phase>: one point per seed",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": files.PNG_SOFTWARE})
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    runs = {
+        "twm_tf": curves_compare.load_runs(FLAGS.twm_tf),
+        "original": curves_compare.load_runs(FLAGS.original),
+    }
+    if not any(runs.values()):
+        raise app.UsageError("no run matches --twm_tf or --original")
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    base = os.path.join(FLAGS.out_dir, FLAGS.name)
+    report = compare(runs, FLAGS.window)
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    plot(runs, FLAGS.window, base + ".png")
+    for name, entry in report["terms"].items():
+        gap = f"gap/spread {entry['gap_over_spread']:.2f}" if "spread" in entry else ""
+        within = f"blocks within {entry['blocks_within']:.0%}" if "blocks_within" in entry else ""
+        print(f"{name:28s} {entry['verdict']:16s} {gap:18s} {within}")
+    for code, effect in report["share_effect"].items():
+        for term, entry in effect.items():
+            if isinstance(entry, dict):
+                print(
+                    f"share {code:9s} {term:14s} change {entry['change']:+.4g} {entry['verdict']}"
+                )
+    print(f"wrote {base}.json, {base}.png")
+
+
+if __name__ == "__main__":
+    app.run(main)
