@@ -130,6 +130,19 @@ class Learner:
         metrics["imagination/restarts"] = tf.reduce_mean(tf.cast(trajectory.dones, tf.float32))
         return gradients, metrics
 
+    def real_sequences(self, batch: world_model_lib.Batch, seed: tf.Tensor) -> dict:
+        """Actor-critic pretraining's inputs from real windows [B, H + 1]: sampled latents z
+        [B, H + 1, V, C], and tanh rewards, discounts and dones [B, H] (the last step has no
+        successor to bootstrap into: its reward and discount go)."""
+        z = distributions.sample_latent(self.world_model.observation.encode(batch.frames), seed)
+        discounts = self.config.gamma * (1.0 - tf.cast(batch.terminated, tf.float32))
+        return {
+            "z": z,
+            "rewards": tf.tanh(batch.rewards[:, :-1]),
+            "discounts": discounts[:, :-1],
+            "dones": batch.dones[:, :-1],
+        }
+
     # ----------------------------------------------------------------- compiled steps
 
     def _compile(self) -> None:
@@ -208,17 +221,7 @@ class Learner:
 
         @tf.function(input_signature=[ac_window, seed_spec], jit_compile=jit)
         def pretrain_ac(batch, seed):
-            z = distributions.sample_latent(wm.observation.encode(batch.frames), seed)
-            discounts = config.gamma * (1.0 - tf.cast(batch.terminated, tf.float32))
-            # The last step has no successor to bootstrap into: its reward and discount go.
-            return ac.update(
-                z=z,
-                actions=None,
-                rewards=tf.tanh(batch.rewards[:, :-1]),
-                discounts=discounts[:, :-1],
-                dones=batch.dones[:, :-1],
-                entropy_only=True,
-            )
+            return ac.update(**self.real_sequences(batch, seed), actions=None, entropy_only=True)
 
         self._pretrain_obs = pretrain_obs
         self._pretrain_dyn = pretrain_dyn

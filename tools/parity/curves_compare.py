@@ -108,22 +108,34 @@ def compare(runs: dict[str, list[dict]], window: int) -> dict:
     for name in series_names():
         if not all(name in r for rs in present.values() for r in rs):
             continue
-        per_code = {code: blocks(name, rs, window) for code, rs in present.items()}
-        entry = judge({code: b[:, -1] for code, b in per_code.items()})
-        count = min(b.shape[1] for b in per_code.values())
-        verdicts = [
-            judge({code: b[:, i] for code, b in per_code.items()})["verdict"] for i in range(count)
-        ]
-        if all(v in ("within spread", "outside spread") for v in verdicts):
-            entry["blocks_within"] = sum(v == "within spread" for v in verdicts) / count
-            entry["blocks_outside"] = [i for i, v in enumerate(verdicts) if v != "within spread"]
-        report["terms"][name] = entry
-    verdicts = {name: e["verdict"] for name, e in report["terms"].items()}
-    report["summary"] = {
+        report["terms"][name] = judge_blocks(
+            {code: blocks(name, rs, window) for code, rs in present.items()}
+        )
+    report["summary"] = summary(report["terms"])
+    return report
+
+
+def judge_blocks(per_code: dict[str, np.ndarray], min_blocks: int = 1) -> dict:
+    """The rule on the last block of per_code's [seeds, blocks] arrays, and on every block where
+    all are judged and there are at least `min_blocks` (blocks_within, blocks_outside)."""
+    entry = judge({code: b[:, -1] for code, b in per_code.items()})
+    count = min(b.shape[1] for b in per_code.values())
+    verdicts = [
+        judge({code: b[:, i] for code, b in per_code.items()})["verdict"] for i in range(count)
+    ]
+    if count >= min_blocks and all(v in ("within spread", "outside spread") for v in verdicts):
+        entry["blocks_within"] = sum(v == "within spread" for v in verdicts) / count
+        entry["blocks_outside"] = [i for i, v in enumerate(verdicts) if v != "within spread"]
+    return entry
+
+
+def summary(entries: dict[str, dict]) -> dict[str, list[str]]:
+    """verdict -> the sorted names of the terms judged so."""
+    verdicts = {name: entry["verdict"] for name, entry in entries.items()}
+    return {
         verdict: sorted(n for n, v in verdicts.items() if v == verdict)
         for verdict in sorted(set(verdicts.values()))
     }
-    return report
 
 
 def plot(runs: dict[str, list[dict]], window: int, path: str) -> None:
@@ -159,34 +171,51 @@ def plot(runs: dict[str, list[dict]], window: int, path: str) -> None:
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
-    for ax in axes.flat[len(names) :]:
+    xlabel = (
+        f"update (world model, then actor-critic); moving mean of {window}; band: seeds' min-max"
+    )
+    save_figure(fig, axes, len(names), xlabel, path)
+
+
+def save_figure(fig, axes, used: int, xlabel: str, path: str) -> None:
+    """Hides the unused panels after the first `used`, labels and writes the figure to `path`."""
+    from matplotlib import pyplot as plt  # noqa: PLC0415 (only plotting needs it)
+
+    for ax in axes.flat[used:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.supxlabel(
-        f"update (world model, then actor-critic); moving mean of {window}; band: seeds' min-max",
-        fontsize=9,
-    )
+    fig.supxlabel(xlabel, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": files.PNG_SOFTWARE})
     plt.close(fig)
 
 
-def main(argv):
-    del argv
+def write(compare_fn=None, plot_fn=None) -> dict:
+    """Compares the flags' runs and writes <name>.json and .png; prints and returns the report.
+
+    compare_fn(runs, window) -> report and plot_fn(runs, window, path) default to this module's
+    (pretrain_compare passes its own).
+    """
     runs = {"twm_tf": load_runs(_TWM_TF.value), "original": load_runs(_ORIGINAL.value)}
     if not any(runs.values()):
         raise app.UsageError("no run matches --twm_tf or --original")
     os.makedirs(_OUT_DIR.value, exist_ok=True)
     base = os.path.join(_OUT_DIR.value, _NAME.value)
-    report = compare(runs, _WINDOW.value)
+    report = (compare_fn or compare)(runs, _WINDOW.value)
     with open(base + ".json", "w") as f:
         json.dump(report, f, indent=2)
-    plot(runs, _WINDOW.value, base + ".png")
+    (plot_fn or plot)(runs, _WINDOW.value, base + ".png")
     for name, entry in report["terms"].items():
         gap = f"gap/spread {entry['gap_over_spread']:.2f}" if "spread" in entry else ""
         within = f"blocks within {entry['blocks_within']:.0%}" if "blocks_within" in entry else ""
-        print(f"{name:24s} {entry['verdict']:16s} {gap:18s} {within}")
+        print(f"{name:28s} {entry['verdict']:16s} {gap:18s} {within}")
     print(f"wrote {base}.json, {base}.png")
+    return report
+
+
+def main(argv):
+    del argv
+    write()
 
 
 if __name__ == "__main__":

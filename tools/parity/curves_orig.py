@@ -208,7 +208,7 @@ def run(modules: dict, config: dict, args) -> terms.Log:
             adapters.set_mask((terminated | truncated)[:, :seq_len])
             _, _, metrics = wm.optimize(o, a, r, terminated, truncated)
             log.add("wm", terms.from_original(_floats(metrics), settings, pixels))
-            _progress("wm", update, args.wm_updates, start, log)
+            progress("wm/", update, args.wm_updates, (time.time() - start) / (update + 1), log)
         evaluate(args.wm_updates)
         if args.save_weights:
             save_weights(wm, ac, config, args.init, args.save_weights)
@@ -216,21 +216,23 @@ def run(modules: dict, config: dict, args) -> terms.Log:
         for update in range(args.ac_updates):
             windows, restart_obs = plan.ac_inputs(update)
             log.add("ac", actor_critic_update(modules, settings, wm, ac, windows, restart_obs))
-            _progress("ac", update, args.ac_updates, start, log)
+            progress("ac/", update, args.ac_updates, (time.time() - start) / (update + 1), log)
     return log
 
 
-def _progress(phase, update, total, start, log, every=50):
+def progress(prefix, update, total, seconds, log, every=50):
+    """Prints every `every` updates and at the last the newest value of each `prefix`* series."""
     if (update + 1) % every and update + 1 != total:
         return
-    seconds = (time.time() - start) / (update + 1)
-    last = {k.split("/", 1)[1]: v[-1] for k, v in log.series.items() if k.startswith(phase + "/")}
+    last = {k[len(prefix) :]: v[-1] for k, v in log.series.items() if k.startswith(prefix)}
     values = " ".join(f"{k}={v:.4g}" for k, v in last.items())
-    print(f"{phase} {update + 1}/{total} {seconds:.2f} s/update {values}", flush=True)
+    name = prefix.rstrip("/")
+    print(f"{name} {update + 1}/{total} {seconds:.2f} s/update {values}", flush=True)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def common_parser(description: str) -> argparse.ArgumentParser:
+    """The flags of every torch-side run of many updates (this one and pretrain_orig's)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="twm-tf's config.json of the size")
     parser.add_argument("--dataset", required=True, help="recorded steps (record_dataset.py)")
     parser.add_argument("--init", required=True, help="initial weights, weights/<model>/<path>")
@@ -238,22 +240,31 @@ def main():
     parser.add_argument("--orig_dir", required=True, help="jrobine/twm checkout's twm/ directory")
     parser.add_argument("--shims", required=True, help="shims.py that maps gym/wandb imports")
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed of every draw")
-    parser.add_argument("--wm_updates", type=int, default=1000)
-    parser.add_argument("--ac_updates", type=int, default=1000)
-    parser.add_argument("--eval_every", type=int, default=100)
     parser.add_argument("--no_latent_loss", action="store_true", help="released dynamics loss")
     parser.add_argument("--no_consistency_mask", action="store_true", help="released term")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
-        "--save_weights", help="also write the weights after the world-model phase, --init's format"
-    )
-    args = parser.parse_args()
+    return parser
+
+
+def execute(run_fn, args: argparse.Namespace) -> None:
+    """Imports the original and writes run_fn(modules, config, args)'s log to --out."""
     torch.set_num_threads(args.threads)
     with open(args.config) as f:
         config = json.load(f)
     modules = torch_side.import_original(args.orig_dir, args.shims)
-    run(modules, config, args).save(args.out)
+    run_fn(modules, config, args).save(args.out)
     print(f"wrote {args.out}", flush=True)
+
+
+def main():
+    parser = common_parser(__doc__.split("\n")[0])
+    parser.add_argument("--wm_updates", type=int, default=1000)
+    parser.add_argument("--ac_updates", type=int, default=1000)
+    parser.add_argument("--eval_every", type=int, default=100)
+    parser.add_argument(
+        "--save_weights", help="also write the weights after the world-model phase, --init's format"
+    )
+    execute(run, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -19,16 +19,12 @@ Writes <name>.json and <name>.png (each code's seed mean, band from min to max; 
 at the end of a phase as one point per seed).
 """
 
-import json
-import os
-
 from absl import app
 from absl import flags
 import numpy as np
 
 from tools.parity import curves_compare
 from tools.parity import pretrain_plan
-from twm_tf import files
 
 # The flags are curves_compare's, defined when it is imported: --twm_tf and --original (globs of
 # pretrain_tf.py's and pretrain_orig.py's runs), --out_dir, --name and --window.
@@ -62,22 +58,10 @@ def compare(runs: dict[str, list[dict]], window: int) -> dict:
     for name in pretrain_plan.series_names():
         if not all(name in r for rs in present.values() for r in rs):
             continue
-        per_code = {code: blocks(name, rs, window) for code, rs in present.items()}
-        entry = curves_compare.judge({code: b[:, -1] for code, b in per_code.items()})
-        count = min(b.shape[1] for b in per_code.values())
-        verdicts = [
-            curves_compare.judge({code: b[:, i] for code, b in per_code.items()})["verdict"]
-            for i in range(count)
-        ]
-        if count > 1 and all(v in ("within spread", "outside spread") for v in verdicts):
-            entry["blocks_within"] = sum(v == "within spread" for v in verdicts) / count
-            entry["blocks_outside"] = [i for i, v in enumerate(verdicts) if v != "within spread"]
-        report["terms"][name] = entry
-    verdicts = {name: e["verdict"] for name, e in report["terms"].items()}
-    report["summary"] = {
-        verdict: sorted(n for n, v in verdicts.items() if v == verdict)
-        for verdict in sorted(set(verdicts.values()))
-    }
+        report["terms"][name] = curves_compare.judge_blocks(
+            {code: blocks(name, rs, window) for code, rs in present.items()}, min_blocks=2
+        )
+    report["summary"] = curves_compare.summary(report["terms"])
     report["share_effect"] = {code: share_effect(rs) for code, rs in present.items()}
     return report
 
@@ -147,44 +131,22 @@ def plot(runs: dict[str, list[dict]], window: int, path: str) -> None:
             ax.fill_between(x, curves.min(0), curves.max(0), color=color, alpha=0.25, lw=0)
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
-    for ax in axes.flat[len(names) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.supxlabel(
+    xlabel = (
         f"update of the phase; moving mean of {window}; band: seeds' min-max; "
-        "end_<phase>: one point per seed",
-        fontsize=9,
+        "end_<phase>: one point per seed"
     )
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": files.PNG_SOFTWARE})
-    plt.close(fig)
+    curves_compare.save_figure(fig, axes, len(names), xlabel, path)
 
 
 def main(argv):
     del argv
-    runs = {
-        "twm_tf": curves_compare.load_runs(FLAGS.twm_tf),
-        "original": curves_compare.load_runs(FLAGS.original),
-    }
-    if not any(runs.values()):
-        raise app.UsageError("no run matches --twm_tf or --original")
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
-    base = os.path.join(FLAGS.out_dir, FLAGS.name)
-    report = compare(runs, FLAGS.window)
-    with open(base + ".json", "w") as f:
-        json.dump(report, f, indent=2)
-    plot(runs, FLAGS.window, base + ".png")
-    for name, entry in report["terms"].items():
-        gap = f"gap/spread {entry['gap_over_spread']:.2f}" if "spread" in entry else ""
-        within = f"blocks within {entry['blocks_within']:.0%}" if "blocks_within" in entry else ""
-        print(f"{name:28s} {entry['verdict']:16s} {gap:18s} {within}")
+    report = curves_compare.write(compare, plot)
     for code, effect in report["share_effect"].items():
         for term, entry in effect.items():
             if isinstance(entry, dict):
                 print(
                     f"share {code:9s} {term:14s} change {entry['change']:+.4g} {entry['verdict']}"
                 )
-    print(f"wrote {base}.json, {base}.png")
 
 
 if __name__ == "__main__":

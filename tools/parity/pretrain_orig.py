@@ -31,7 +31,6 @@ unless --no_latent_loss / --no_consistency_mask. The output has pretrain_tf.py's
 """
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -151,7 +150,9 @@ def run(modules: dict, config: dict, args) -> terms.Log:
                     log.add("pre_ac", pretrain_plan.ac_terms_from_original(metrics))
                 else:
                     log.add(f"pre_{phase}", terms.from_original(metrics, settings, pixels))
-                _progress(phase, update, count, log)
+                curves_orig.progress(
+                    f"pre_{phase}/", update, count, np.median(log.series[f"seconds/{phase}"]), log
+                )
             if phase == "ac":
                 ac.sync_target()
                 log.add("end_ac", evaluate_critic(count))
@@ -160,25 +161,8 @@ def run(modules: dict, config: dict, args) -> terms.Log:
     return log
 
 
-def _progress(phase, update, total, log, every=50):
-    if (update + 1) % every and update + 1 != total:
-        return
-    seconds = np.median(log.series[f"seconds/{phase}"])
-    prefix = f"pre_{phase}/"
-    last = {k[len(prefix) :]: v[-1] for k, v in log.series.items() if k.startswith(prefix)}
-    values = " ".join(f"{k}={v:.4g}" for k, v in last.items())
-    print(f"{phase} {update + 1}/{total} {seconds:.2f} s/update {values}", flush=True)
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="twm-tf's config.json of the size")
-    parser.add_argument("--dataset", required=True, help="recorded steps (record_dataset.py)")
-    parser.add_argument("--init", required=True, help="initial weights, weights/<model>/<path>")
-    parser.add_argument("--out", required=True, help="the .npz file to write")
-    parser.add_argument("--orig_dir", required=True, help="jrobine/twm checkout's twm/ directory")
-    parser.add_argument("--shims", required=True, help="shims.py that maps gym/wandb imports")
-    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed of every draw")
+    parser = curves_orig.common_parser(__doc__.split("\n")[0])
     parser.add_argument("--prefill", type=int, default=pretrain_plan.PREFILL_STEPS)
     parser.add_argument(
         "--ac_share",
@@ -188,16 +172,7 @@ def main():
     )
     parser.add_argument("--budget_scale", type=float, default=1.0, help="multiplies the budget")
     parser.add_argument("--ac_eval_every", type=int, default=25)
-    parser.add_argument("--no_latent_loss", action="store_true", help="released dynamics loss")
-    parser.add_argument("--no_consistency_mask", action="store_true", help="released term")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    with open(args.config) as f:
-        config = json.load(f)
-    modules = torch_side.import_original(args.orig_dir, args.shims)
-    run(modules, config, args).save(args.out)
-    print(f"wrote {args.out}", flush=True)
+    curves_orig.execute(run, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ from tools.parity import pretrain_plan
 from tools.parity import terms
 from tools.parity import tf_inputs
 from twm_tf import learner as learner_lib
-from twm_tf.models import distributions
 
 _DATASET = flags.DEFINE_string("dataset", None, "Recorded steps (record_dataset.py).")
 _INIT = flags.DEFINE_string("init", None, "Initial weights, weights/<model>/<path>.")
@@ -60,7 +59,7 @@ _HELDOUT_SEED = 12345  # with --seed: one draw of the held-out latents per run, 
 
 def heldout_functions(learner: learner_lib.Learner):
     """(world-model terms of windows, critic terms of actor-critic windows), both compiled."""
-    config, wm, ac = learner.config, learner.world_model, learner.actor_critic
+    wm, ac = learner.world_model, learner.actor_critic
 
     @tf.function
     def world_model_terms(batch, seed):
@@ -68,18 +67,10 @@ def heldout_functions(learner: learner_lib.Learner):
 
     @tf.function
     def critic_terms(batch, returns, seed):
-        # The inputs of the learner's pretraining step; the gradients are left unapplied.
-        z = distributions.sample_latent(wm.observation.encode(batch.frames), seed)
-        discounts = config.gamma * (1.0 - tf.cast(batch.terminated, tf.float32))
-        _, metrics = ac.gradients(
-            z=z,
-            actions=None,
-            rewards=tf.tanh(batch.rewards[:, :-1]),
-            discounts=discounts[:, :-1],
-            dones=batch.dones[:, :-1],
-            entropy_only=True,
-        )
-        errors = ac.critic(z[:, :-1]) - returns  # [B, H] against the real discounted returns
+        inputs = learner.real_sequences(batch, seed)  # the learner's pretraining inputs
+        _, metrics = ac.gradients(**inputs, actions=None, entropy_only=True)
+        # [B, H] against the real discounted returns
+        errors = ac.critic(inputs["z"][:, :-1]) - returns
         metrics["mc_abs_error"] = tf.reduce_mean(tf.abs(errors))
         metrics["mc_sq_error"] = tf.reduce_mean(0.5 * tf.square(errors))
         return metrics
