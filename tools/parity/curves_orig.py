@@ -159,6 +159,13 @@ def actor_critic_update(modules, settings, wm, ac, windows, restart_obs) -> dict
     return terms.from_original(metrics, settings, weight_mean=float(weights.mean()))
 
 
+def load_init(wm, ac, config: dict, path: str) -> None:
+    """Loads an init .npz (twm-tf's layout, weights/<model>/<path>) into the original's models."""
+    with np.load(path) as init:
+        weights = {k: init[k] for k in init.files}
+    torch_side.load_weights(torch_side.torch_models(wm, ac), layout.rules(config), weights)
+
+
 def save_weights(wm, ac, config: dict, init: str, path: str) -> None:
     """Writes `init`'s file with every trainable weight replaced by the original's current value,
     in twm-tf's layout (`layout.from_torch`): the start of an actor-critic phase of both codes on
@@ -182,9 +189,7 @@ def run(modules: dict, config: dict, args) -> terms.Log:
     num_actions = int(data.actions.max()) + 1
     torch.manual_seed(args.seed)
     settings, wm, ac = torch_side.build_original(modules, config, num_actions)
-    with np.load(args.init) as init:
-        weights = {k: init[k] for k in init.files}
-    torch_side.load_weights(torch_side.torch_models(wm, ac), layout.rules(config), weights)
+    load_init(wm, ac, config, args.init)
     adapters = Adapters(modules, not args.no_latent_loss, not args.no_consistency_mask)
     pixels = config["frame_stack"] * config["frame_size"] ** 2
     seq_len = config["seq_len"]

@@ -41,9 +41,10 @@ class Plan:
         heldout = dataset_lib.window_starts(HELDOUT_STEPS, self.length, 1, HELDOUT_WINDOWS, rng)[0]
         self.heldout_starts = train + heldout
 
-    def windows(self, starts: np.ndarray) -> dict[str, np.ndarray]:
-        """Windows of `length` steps from `starts` [N]: frames [N, L, 4, 64, 64] and [N, L] rest."""
-        index = starts[:, None] + np.arange(self.length)
+    def windows(self, starts: np.ndarray, length: int | None = None) -> dict[str, np.ndarray]:
+        """Windows of `length` (default l + 2) steps from `starts` [N]: frames [N, L, 4, 64, 64]
+        and [N, L] actions, raw rewards, terminated, truncated."""
+        index = starts[:, None] + np.arange(length or self.length)
         out = {"frames": self.observations(index)}
         for name in ("actions", "rewards", "terminated", "truncated"):
             out[name] = getattr(self.data, name)[index]

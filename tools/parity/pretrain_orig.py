@@ -39,7 +39,6 @@ import torch.distributions as D
 
 from tools.parity import curves_orig
 from tools.parity import dataset as dataset_lib
-from tools.parity import layout
 from tools.parity import pretrain_plan
 from tools.parity import terms
 from tools.parity import torch_side
@@ -100,9 +99,7 @@ def run(modules: dict, config: dict, args) -> terms.Log:
     )
     torch.manual_seed(args.seed)
     settings, wm, ac = torch_side.build_original(modules, config, int(data.actions.max()) + 1)
-    with np.load(args.init) as init:
-        weights = {k: init[k] for k in init.files}
-    torch_side.load_weights(torch_side.torch_models(wm, ac), layout.rules(config), weights)
+    curves_orig.load_init(wm, ac, config, args.init)
     adapters = curves_orig.Adapters(modules, not args.no_latent_loss, not args.no_consistency_mask)
     pixels = config["frame_stack"] * config["frame_size"] ** 2
     seq_len = config["seq_len"]

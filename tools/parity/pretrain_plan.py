@@ -27,6 +27,8 @@ actor-critic windows from there, each with the discounted return of the real rew
 its first H steps on (RETURN_TAIL more steps at least, so the cut tail weighs < gamma^1000).
 """
 
+import dataclasses
+import types
 from typing import NamedTuple
 
 import numpy as np
@@ -34,6 +36,7 @@ import numpy as np
 from tools.parity import dataset as dataset_lib
 from tools.parity import plan as plan_lib
 from tools.parity import terms
+from twm_tf import schedule
 from twm_tf.dev import testdata
 
 DEFAULT_AC_SHARE = 0.1  # twm-tf's config.pretrain_ac_fraction
@@ -73,17 +76,21 @@ def update_counts(config, ac_share: float, budget_scale: float = 1.0) -> Updates
     """`twm_tf.schedule.schedule`'s pretraining counts with the actor-critic share `ac_share`.
 
     Args:
-      config: anything with pretrain_samples, pretrain_obs_fraction, pretrain_dyn_fraction,
-        pretrain_obs_batch, wm_batch, seq_len, imag_starts and horizon (a twm-tf Config).
+      config: a twm-tf Config, or a Namespace of its fields (the torch side).
       ac_share: fraction of pretrain_samples for the actor-critic.
       budget_scale: multiplies pretrain_samples (a short check of the whole pipeline).
     """
-    samples = config.pretrain_samples * budget_scale
-    return Updates(
-        obs=round(samples * config.pretrain_obs_fraction / config.pretrain_obs_batch),
-        dyn=round(samples * config.pretrain_dyn_fraction / (config.wm_batch * config.seq_len)),
-        ac=round(samples * ac_share / (config.imag_starts * config.horizon)),
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else vars(config)
+    # A namespace, not a Config: the released share makes the fractions sum to 1.6, which a
+    # Config refuses.
+    scaled = types.SimpleNamespace(
+        **{
+            **fields,
+            "pretrain_samples": config.pretrain_samples * budget_scale,
+            "pretrain_ac_fraction": ac_share,
+        }
     )
+    return Updates(*schedule.schedule(scaled).pretrain)
 
 
 def discounted_returns(rewards: np.ndarray, dones: np.ndarray, gamma: float) -> np.ndarray:
@@ -169,34 +176,25 @@ class PretrainPlan:
         index = self.heldout_ac_starts[:, None] + np.arange(config.horizon)
         self.heldout_returns = returns[index].astype(np.float32)  # [count, H]
 
-    def windows(self, starts: np.ndarray, length: int) -> dict[str, np.ndarray]:
-        """Windows of `length` steps from `starts` [B]: frames [B, length, S, 64, 64], the rest
-        [B, length] (actions, raw rewards, terminated, truncated)."""
-        index = starts[:, None] + np.arange(length)
-        out = {"frames": self._base.observations(index)}
-        for name in ("actions", "rewards", "terminated", "truncated"):
-            out[name] = getattr(self.data, name)[index]
-        return out
-
     def obs_batch(self, update: int) -> np.ndarray:
         """[pretrain_obs_batch, S, 64, 64] uint8 observations of VAE update `update`."""
         return self._base.observations(self.obs_steps[update])
 
     def dyn_windows(self, update: int) -> dict[str, np.ndarray]:
         """N windows of l + 2 steps (context, l trained, last target) of dynamics update."""
-        return self.windows(self.dyn_starts[update], self.wm_length)
+        return self._base.windows(self.dyn_starts[update], self.wm_length)
 
     def ac_windows(self, update: int) -> dict[str, np.ndarray]:
         """M windows of H + 1 steps of actor-critic update `update`."""
-        return self.windows(self.ac_starts[update], self.ac_length)
+        return self._base.windows(self.ac_starts[update], self.ac_length)
 
     def heldout_windows(self) -> dict[str, np.ndarray]:
         """plan.py's held-out world-model windows [HELDOUT_WINDOWS, l + 2]."""
-        return self.windows(self.heldout_starts, self.wm_length)
+        return self._base.windows(self.heldout_starts, self.wm_length)
 
     def heldout_ac_windows(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(held-out actor-critic windows [HELDOUT_WINDOWS, H + 1], their returns [.., H])."""
-        return self.windows(self.heldout_ac_starts, self.ac_length), self.heldout_returns
+        return self._base.windows(self.heldout_ac_starts, self.ac_length), self.heldout_returns
 
     def ac_eval_points(self, every: int) -> list[int]:
         """Actor-critic updates after which the critic is measured on held-out windows: 0, every
