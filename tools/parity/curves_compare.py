@@ -48,7 +48,8 @@ def load_runs(pattern: str) -> list[dict]:
     runs = []
     for path in sorted(glob.glob(pattern)):
         with np.load(path) as data:
-            runs.append({"path": path, **{k: data[k] for k in data.files}})
+            # A phase run for 0 updates (e.g. curves_tf --ac_updates=0) logs empty series.
+            runs.append({"path": path, **{k: data[k] for k in data.files if data[k].size}})
     return runs
 
 
@@ -104,13 +105,14 @@ def compare(runs: dict[str, list[dict]], window: int) -> dict:
         "runs": {code: [r["path"] for r in rs] for code, rs in runs.items()},
         "terms": {},
     }
-    present = {code: rs for code, rs in runs.items() if rs}
     for name in series_names():
-        if not all(name in r for rs in present.values() for r in rs):
-            continue
-        report["terms"][name] = judge_blocks(
-            {code: blocks(name, rs, window) for code, rs in present.items()}
-        )
+        # Each term over the runs that logged it.
+        logged = {code: [r for r in rs if name in r] for code, rs in runs.items()}
+        logged = {code: rs for code, rs in logged.items() if rs}
+        if logged:
+            report["terms"][name] = judge_blocks(
+                {code: blocks(name, rs, window) for code, rs in logged.items()}
+            )
     report["summary"] = summary(report["terms"])
     return report
 

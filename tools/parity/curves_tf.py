@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
+from tools.parity import ablations
 from tools.parity import case as case_lib
 from tools.parity import dataset as dataset_lib
 from tools.parity import layout
@@ -36,6 +37,9 @@ _AC_UPDATES = flags.DEFINE_integer("ac_updates", 1000, "Actor-critic updates.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 100, "World-model updates between evals.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of dropout, latent and policy draws.")
 _OUT = flags.DEFINE_string("out", None, "The .npz file to write.")
+_ABLATION = flags.DEFINE_enum(
+    "ablation", "none", ablations.NAMES, "Another sampler for one of the draws (ablations.py)."
+)
 _SAVE_WEIGHTS = flags.DEFINE_string(
     "save_weights",
     None,
@@ -59,6 +63,12 @@ def save_weights(learner: learner_lib.Learner, init: str, path: str) -> None:
 
 def main(argv):
     del argv
+    with ablations.applied(_ABLATION.value):
+        run()
+
+
+def run():
+    """The flags' run: writes --out."""
     config = case_lib.config_for(_SIZE.value, seed=_SEED.value)
     data = dataset_lib.load(_DATASET.value)
     plan = plan_lib.Plan(data, config, _WM_UPDATES.value, _AC_UPDATES.value)
