@@ -125,16 +125,23 @@ def compare(runs: dict[str, list[dict]], window: int) -> dict:
         "runs": {code: [r["path"] for r in rs] for code, rs in runs.items()},
         "terms": {},
     }
-    for name in series_names():
-        # Each term over the runs that logged it.
+    report["terms"] = judge_terms(series_names(), runs, lambda name, rs: blocks(name, rs, window))
+    report["summary"] = summary(report["terms"])
+    return report
+
+
+def judge_terms(names, runs: dict[str, list[dict]], blocks_fn, min_blocks: int = 1) -> dict:
+    """{name: judge_blocks} for each of `names`, over the runs that logged it (a run of 0
+    updates in a phase logs none of its terms); blocks_fn(name, runs) -> [seeds, blocks]."""
+    terms = {}
+    for name in names:
         logged = {code: [r for r in rs if name in r] for code, rs in runs.items()}
         logged = {code: rs for code, rs in logged.items() if rs}
         if logged:
-            report["terms"][name] = judge_blocks(
-                {code: blocks(name, rs, window) for code, rs in logged.items()}
+            terms[name] = judge_blocks(
+                {code: blocks_fn(name, rs) for code, rs in logged.items()}, min_blocks
             )
-    report["summary"] = summary(report["terms"])
-    return report
+    return terms
 
 
 def judge_blocks(per_code: dict[str, np.ndarray], min_blocks: int = 1) -> dict:

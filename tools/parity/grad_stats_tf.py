@@ -12,21 +12,19 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from tools.parity import ablations
 from tools.parity import case as case_lib
 from tools.parity import dataset as dataset_lib
 from tools.parity import grad_stats
 from tools.parity import plan as plan_lib
 from tools.parity import tf_inputs
+from tools.parity import twm_update
 from twm_tf import learner as learner_lib
-from twm_tf.run import checkpoint
 
 _DATASET = flags.DEFINE_string("dataset", None, "Recorded steps (record_dataset.py).")
 _WEIGHTS = flags.DEFINE_string("weights", None, "Weights, weights/<model>/<path>.")
 _BATCHES = flags.DEFINE_list("batches", ["900", "950"], "Plan updates whose windows to use.")
 _DRAWS = flags.DEFINE_integer("draws", 64, "Gradient computations per batch.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the latent and dropout draws.")
-_ABLATION = flags.DEFINE_enum("ablation", "none", ablations.NAMES, "See ablations.py.")
 _OUT = flags.DEFINE_string("out", None, "The .npz file to write.")
 for _flag in ("dataset", "weights", "out"):
     flags.mark_flag_as_required(_flag)
@@ -34,41 +32,34 @@ for _flag in ("dataset", "weights", "out"):
 
 def main(argv):
     del argv
-    with ablations.applied(_ABLATION.value):
-        config = case_lib.config_for("small", seed=_SEED.value)
-        data = dataset_lib.load(_DATASET.value)
-        batches = [int(b) for b in _BATCHES.value]
-        plan = plan_lib.Plan(data, config, max(batches) + 1, 0)
-        learner = learner_lib.Learner(config, int(data.actions.max()) + 1)
-        tf_inputs.load_weights(learner, _WEIGHTS.value)
-        wm = learner.world_model
-        names = {
-            model: {id(v): path for path, v in checkpoint.variables_by_path(net).items()}
-            for model, net in (("observation", wm.observation), ("dynamics", wm.dynamics))
-        }
+    config = case_lib.config_for("small", seed=_SEED.value)
+    data = dataset_lib.load(_DATASET.value)
+    batches = [int(b) for b in _BATCHES.value]
+    plan = plan_lib.Plan(data, config, max(batches) + 1, 0)
+    learner = learner_lib.Learner(config, int(data.actions.max()) + 1)
+    tf_inputs.load_weights(learner, _WEIGHTS.value)
+    wm = learner.world_model
 
-        @tf.function
-        def gradients(batch, seed):
-            grads, _, _ = wm.gradients(batch, seed)
-            return [tf.convert_to_tensor(g) for g in grads.observation.grads], [
-                tf.convert_to_tensor(g) for g in grads.dynamics.grads
-            ]
+    @tf.function
+    def gradients(batch, seed):
+        grads, _, _ = wm.gradients(batch, seed)
+        return grads.observation.grads, grads.dynamics.grads
 
-        moments = grad_stats.Moments()
-        for batch_index in batches:
-            batch = tf_inputs.to_batch(plan.wm_windows(batch_index))
-            for _ in range(_DRAWS.value):
-                obs, dyn = gradients(batch, learner.seed())
-                draw = {}
-                for model, net, grads in (
-                    ("observation", wm.observation, obs),
-                    ("dynamics", wm.dynamics, dyn),
-                ):
-                    for variable, grad in zip(net.trainable_variables, grads):
-                        draw[f"{model}/{names[model][id(variable)]}"] = grad.numpy()
-                moments.add(batch_index, draw)
-        moments.save(_OUT.value)
-        print(f"wrote {_OUT.value}")
+    moments = grad_stats.Moments()
+    for batch_index in batches:
+        batch = tf_inputs.to_batch(plan.wm_windows(batch_index))
+        for _ in range(_DRAWS.value):
+            draw = {}
+            for model, net, grads in zip(
+                ("observation", "dynamics"),
+                (wm.observation, wm.dynamics),
+                gradients(batch, learner.seed()),
+            ):
+                for path, grad in twm_update.gradients_by_path(net, grads).items():
+                    draw[f"{model}/{path}"] = grad
+            moments.add(batch_index, draw)
+    moments.save(_OUT.value)
+    print(f"wrote {_OUT.value}")
 
 
 if __name__ == "__main__":

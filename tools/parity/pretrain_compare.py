@@ -54,15 +54,11 @@ def compare(runs: dict[str, list[dict]], window: int) -> dict:
         },
         "terms": {},
     }
-    present = {code: rs for code, rs in runs.items() if rs}
-    for name in pretrain_plan.series_names():
-        if not all(name in r for rs in present.values() for r in rs):
-            continue
-        report["terms"][name] = curves_compare.judge_blocks(
-            {code: blocks(name, rs, window) for code, rs in present.items()}, min_blocks=2
-        )
+    report["terms"] = curves_compare.judge_terms(
+        pretrain_plan.series_names(), runs, lambda name, rs: blocks(name, rs, window), min_blocks=2
+    )
     report["summary"] = curves_compare.summary(report["terms"])
-    report["share_effect"] = {code: share_effect(rs) for code, rs in present.items()}
+    report["share_effect"] = {code: share_effect(rs) for code, rs in runs.items() if rs}
     return report
 
 

@@ -91,8 +91,14 @@ def starts_from(latents: world_model_lib.Latents, flat: np.ndarray, seq_len: int
     )
 
 
-def _dense(gradient) -> np.ndarray:
-    return tf.convert_to_tensor(gradient).numpy()  # IndexedSlices of the embedding too
+def gradients_by_path(model, gradients) -> dict[str, np.ndarray]:
+    """model.trainable_variables' gradients as dense NumPy arrays, keyed by checkpoint path."""
+    paths = {id(v): path for path, v in checkpoint.variables_by_path(model).items()}
+    return {
+        # tf.convert_to_tensor: the action embedding's gradient is IndexedSlices.
+        paths[id(v)]: tf.convert_to_tensor(g).numpy()
+        for v, g in zip(model.trainable_variables, gradients)
+    }
 
 
 def run(case: case_lib.Case, draws: draws_lib.Draws) -> dict[str, np.ndarray]:
@@ -122,12 +128,12 @@ def run(case: case_lib.Case, draws: draws_lib.Draws) -> dict[str, np.ndarray]:
         attribute, prefix = OPTIMIZERS[name]
         adam = getattr(owners[name], attribute).adam
         results[f"{name}/grad_norm"] = metrics[f"{prefix}/grad_norm"].numpy()
-        grads = {id(v): g for v, g in zip(model.trainable_variables, gradients[name])}
+        grads = gradients_by_path(model, gradients[name])
         for path, variable in checkpoint.variables_by_path(model).items():
             if not variable.trainable:
                 continue
             index = adam._get_variable_index(variable)
-            results[f"{name}/grad/{path}"] = _dense(grads[id(variable)])
+            results[f"{name}/grad/{path}"] = grads[path]
             results[f"{name}/weight/{path}"] = variable.numpy()
             results[f"{name}/exp_avg/{path}"] = adam._momentums[index].numpy()
             results[f"{name}/exp_avg_sq/{path}"] = adam._velocities[index].numpy()
