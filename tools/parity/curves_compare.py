@@ -117,8 +117,34 @@ def judge(values: dict[str, np.ndarray]) -> dict:
     }
 
 
+def check_heldout(runs: dict[str, list[dict]]) -> None:
+    """Raises ValueError unless every run with held-out terms logged the same held-out windows
+    (`heldout_starts`: plan.py draws them after the training windows, so a plan of other sizes,
+    such as a world-model-only run's, measures on other windows)."""
+    measured = [r for rs in runs.values() for r in rs if any(k.startswith("heldout/") for k in r)]
+    if not measured:
+        return
+    missing = [r["path"] for r in measured if "heldout_starts" not in r]
+    if missing:
+        raise ValueError(
+            f"runs without heldout_starts (logged since curves_*.py record it): {missing}"
+        )
+    first = measured[0]
+    other = [
+        r["path"]
+        for r in measured
+        if not np.array_equal(r["heldout_starts"], first["heldout_starts"])
+    ]
+    if other:
+        raise ValueError(
+            f"held-out windows differ from {first['path']}'s in {other}: compare runs of the same "
+            "--wm_updates and --ac_updates"
+        )
+
+
 def compare(runs: dict[str, list[dict]], window: int) -> dict:
     """The report: per series the final-window judgement and the fraction of blocks within."""
+    check_heldout(runs)
     report = {
         "rule": RULE,
         "window": window,

@@ -195,6 +195,7 @@ def run(modules: dict, config: dict, args) -> terms.Log:
     seq_len = config["seq_len"]
 
     log = terms.Log()
+    log.series["heldout_starts"] = list(plan.heldout_starts)  # curves_compare checks they match
     heldout = window_inputs(modules, plan.heldout_windows())
 
     def evaluate(update):

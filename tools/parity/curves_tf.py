@@ -88,6 +88,7 @@ def run():
         return metrics
 
     log = terms.Log()
+    log.series["heldout_starts"] = list(plan.heldout_starts)  # curves_compare checks they match
     heldout_batch = tf_inputs.to_batch(plan.heldout_windows())
     heldout_seed = tf.constant([12345, 0], tf.int64)
     for update in range(_WM_UPDATES.value):

@@ -4,6 +4,10 @@ NumPy only (the torch side imports it). The dataset's last HELDOUT_STEPS steps a
 world model is measured on HELDOUT_WINDOWS fixed windows from them and trains on windows from
 the rest. World-model update u trains on `wm_windows(u)`; actor-critic update u imagines from
 the windows `ac_inputs(u)` returns, restarting rollouts from its observations.
+
+The held-out windows are drawn after the training windows from the same generator, so they
+depend on the plan's sizes: only runs of the same --wm_updates and --ac_updates are evaluated on
+the same windows (curves_compare checks the `heldout_starts` each run logs).
 """
 
 import numpy as np
