@@ -12,6 +12,11 @@ reward but the real action:
 Horizon k scores z^_{s+k} (and its decoded frames) against the real o_{s+k}, and r^_{s+k-1},
 g^_{s+k-1} against transition s + k - 1. A prediction whose target lies past an episode end is
 left out.
+
+Each error that has a trivial baseline also gets `<error>_gain_ci`: the 95 % CI of the
+baseline's error minus the model's, averaged over the starts (above 0: the model is better). It
+is a circular moving-block bootstrap over consecutive starts, in blocks of _BLOCK starts,
+because neighbouring starts score overlapping steps.
 """
 
 import json
@@ -34,6 +39,8 @@ from twm_tf.models import observation
 from twm_tf.run import restore
 
 _CHUNK = 64  # Starts per batched rollout and frames per encoder/decoder call.
+_BLOCK = 100  # Starts per bootstrap block (~3 Boxing rallies: their errors are correlated).
+_RESAMPLES = 2000
 
 
 class Transitions(NamedTuple):
@@ -169,6 +176,19 @@ def _mean(values: np.ndarray, mask: np.ndarray) -> float | None:
     return float(values[mask].mean()) if mask.any() else None
 
 
+def gain_ci(model: np.ndarray, baseline: np.ndarray, mask: np.ndarray) -> list[float] | None:
+    """[low, high] 95 % CI of mean(baseline - model) over the starts where `mask` (all [starts],
+    in start order): a circular moving-block bootstrap (fixed draws); None without starts."""
+    gain = (baseline - model)[mask].astype(np.float64)
+    if not len(gain):
+        return None
+    block = min(_BLOCK, len(gain))
+    first = np.random.default_rng(0).integers(0, len(gain), (_RESAMPLES, -(-len(gain) // block)))
+    index = ((first[:, :, None] + np.arange(block)) % len(gain)).reshape(_RESAMPLES, -1)
+    low, high = np.percentile(gain[index[:, : len(gain)]].mean(1), [2.5, 97.5])
+    return [float(low), float(high)]
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
@@ -247,14 +267,20 @@ def _latent_metrics(
     decoded = _decode(world_model.observation, predictions.next_z[:, k - 1])
     pixels = (1, 2, 3)
     frames, q, log_q, classes = real.frames, real.q, real.log_q, real.classes
+    recon = ((decoded - frames[target]) ** 2).mean(pixels)  # [starts] each
+    recon_repeat = ((frames[s] - frames[target]) ** 2).mean(pixels)
+    xent = -(q[target] * log_p).sum((1, 2))
+    xent_repeat = -(q[target] * log_q[s]).sum((1, 2))
     return {
-        "recon_mse": _mean(((decoded - frames[target]) ** 2).mean(pixels), latent_ok),
-        "recon_mse_repeat": _mean(((frames[s] - frames[target]) ** 2).mean(pixels), latent_ok),
+        "recon_mse": _mean(recon, latent_ok),
+        "recon_mse_repeat": _mean(recon_repeat, latent_ok),
+        "recon_mse_gain_ci": gain_ci(recon, recon_repeat, latent_ok),
         "recon_mse_posterior": _mean(
             ((real.posterior[target] - frames[target]) ** 2).mean(pixels), latent_ok
         ),
-        "latent_xent": _mean(-(q[target] * log_p).sum((1, 2)), latent_ok),
-        "latent_xent_repeat": _mean(-(q[target] * log_q[s]).sum((1, 2)), latent_ok),
+        "latent_xent": _mean(xent, latent_ok),
+        "latent_xent_repeat": _mean(xent_repeat, latent_ok),
+        "latent_xent_gain_ci": gain_ci(xent, xent_repeat, latent_ok),
         "latent_xent_uniform": config.latent_vars * math.log(config.latent_classes),
         "latent_accuracy": _mean((predicted.argmax(-1) == classes[target]).mean(1), latent_ok),
         "latent_accuracy_repeat": _mean((classes[s] == classes[target]).mean(1), latent_ok),
@@ -270,13 +296,18 @@ def _reward_metrics(
     pred_reward, real_reward = predictions.reward[:, k - 1], real.rewards[transition]
     mean_reward = real.mean_reward
     nonzero = reward_ok & (data.rewards[transition] != 0)
+    squared, squared_mean = (
+        np.square(pred_reward - real_reward),
+        np.square(mean_reward - real_reward),
+    )
     return {
         "reward_mae": _mean(np.abs(pred_reward - real_reward), reward_ok),
         "reward_mae_mean": _mean(np.abs(mean_reward - real_reward), reward_ok),
         # The head is a unit-variance Gaussian: its mean is fit by squared error, so MSE
         # is the comparison that matches its training (MAE favours predicting 0).
-        "reward_mse": _mean(np.square(pred_reward - real_reward), reward_ok),
-        "reward_mse_mean": _mean(np.square(mean_reward - real_reward), reward_ok),
+        "reward_mse": _mean(squared, reward_ok),
+        "reward_mse_mean": _mean(squared_mean, reward_ok),
+        "reward_mse_gain_ci": gain_ci(squared, squared_mean, reward_ok),
         "reward_nonzero": int(nonzero.sum()),
         "reward_sign_accuracy": _mean(np.sign(pred_reward) == np.sign(real_reward), nonzero),
         "reward_sign_accuracy_mean": _mean(

@@ -120,6 +120,17 @@ class WorldModelQualityTest(testing.TestCase):
             self.assertGreaterEqual(row["reward_mse"], row["reward_mae"] ** 2)
             self.assertGreaterEqual(row["reward_mse_mean"], row["reward_mae_mean"] ** 2)
 
+    def test_gain_cis_bracket_the_gains_and_find_the_untrained_model_worse(self):
+        pairs = {"recon_mse": "recon_mse_repeat", "latent_xent": "latent_xent_repeat"}
+        pairs["reward_mse"] = "reward_mse_mean"
+        for name, summary in self.summaries.items():
+            row = summary["horizons"][0]
+            for key, baseline in pairs.items():
+                low, high = row[f"{key}_gain_ci"]
+                self.assertBetween(row[baseline] - row[key], low, high, f"{name} {key}")
+                if name == "untrained":
+                    self.assertLess(high, 0.0, key)
+
     def test_collects_policy_games_in_the_eval_env(self):
         run = self.runs["untrained"]
         data = world_model_quality.collect(run, steps=20, seed=3)
@@ -135,6 +146,27 @@ class WorldModelQualityTest(testing.TestCase):
         short = world_model_quality.Transitions(*(x[:6] for x in self.data))
         with self.assertRaisesRegex(ValueError, "at least"):
             world_model_quality.evaluate(run, short, _HORIZON, "short")
+
+
+class GainCiTest(absltest.TestCase):
+    def test_constant_gain_and_mask(self):
+        model, baseline = np.array([1.0, 2.0, 50.0, 3.0]), np.array([1.5, 2.5, 0.0, 3.5])
+        mask = np.array([True, True, False, True])
+        self.assertEqual(world_model_quality.gain_ci(model, baseline, mask), [0.5, 0.5])
+        self.assertIsNone(world_model_quality.gain_ci(model, baseline, np.zeros(4, bool)))
+
+    def test_independent_starts_give_the_mean_and_its_standard_error(self):
+        gain = 0.1 + np.random.default_rng(1).standard_normal(2000)
+        low, high = world_model_quality.gain_ci(np.zeros(2000), gain, np.ones(2000, bool))
+        self.assertBetween(gain.mean(), low, high)
+        self.assertBetween(high - low, 0.7 * 3.92 / np.sqrt(2000), 1.3 * 3.92 / np.sqrt(2000))
+
+    def test_correlated_starts_widen_the_interval(self):
+        # 20 independent values, each shared by 100 neighbouring starts: the mean's standard
+        # error is that of 20 values (~0.22), not of 2,000 (an independent bootstrap's 0.022).
+        gain = np.repeat(np.random.default_rng(2).standard_normal(20), 100)
+        low, high = world_model_quality.gain_ci(np.zeros(2000), gain, np.ones(2000, bool))
+        self.assertGreater(high - low, 0.5)
 
 
 if __name__ == "__main__":
