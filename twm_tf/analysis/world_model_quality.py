@@ -39,7 +39,7 @@ from twm_tf.models import observation
 from twm_tf.run import restore
 
 _CHUNK = 64  # Starts per batched rollout and frames per encoder/decoder call.
-_BLOCK = 100  # Starts per bootstrap block (~3 Boxing rallies: their errors are correlated).
+_BLOCK = 100  # Starts per bootstrap block: neighbouring starts' errors are correlated.
 _RESAMPLES = 2000
 
 
