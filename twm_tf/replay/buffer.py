@@ -350,8 +350,12 @@ class ReplayBuffer:
         self._assign(path, *replay_file.read(path))
 
     @classmethod
-    def restore(cls, path: str) -> "ReplayBuffer":
-        """Returns a new buffer with the capacity, tau and contents saved at `path`."""
+    def restore(cls, path: str, seed: int | None = None) -> "ReplayBuffer":
+        """Returns a new buffer with the capacity, tau and contents saved at `path`.
+
+        Its sampling generator continues from the saved state, or starts from `seed` if given
+        (analysis that draws its own windows from a run's experience).
+        """
         meta, arrays = replay_file.read(path)
         buffer = cls(
             capacity=meta["capacity"],
@@ -361,6 +365,8 @@ class ReplayBuffer:
             seed=0,
         )
         buffer._assign(path, meta, arrays)
+        if seed is not None:
+            buffer._rng = np.random.default_rng(seed)
         return buffer
 
     def _assign(self, path: str, meta: dict, arrays: dict[str, np.ndarray]) -> None:

@@ -309,6 +309,18 @@ class SaveLoadTest(parameterized.TestCase):
                 np.testing.assert_array_equal(expected, actual)
         np.testing.assert_array_equal(restored.visit_counts, buffer.visit_counts)
 
+    def test_restore_with_seed_draws_its_own_windows(self):
+        buffer = _buffer(_synthetic(200), capacity=300)
+        path = os.path.join(self.create_tempdir().full_path, "replay.npz")
+        buffer.save(path)
+        continued = replay.ReplayBuffer.restore(path).sample_uniform(8, 6)
+        first, second = (replay.ReplayBuffer.restore(path, seed=7) for _ in range(2))
+        _assert_batches_equal(self, first.sample_uniform(8, 6), second.sample_uniform(8, 6))
+        other = replay.ReplayBuffer.restore(path, seed=8).sample_uniform(8, 6)
+        reseeded = replay.ReplayBuffer.restore(path, seed=7).sample_uniform(8, 6)
+        self.assertFalse(np.array_equal(reseeded.indices, continued.indices))
+        self.assertFalse(np.array_equal(reseeded.indices, other.indices))
+
     def test_crash_and_corruption(self):
         directory = self.create_tempdir().full_path
         path = os.path.join(directory, "replay.npz")
