@@ -8,7 +8,8 @@
 Trains a fresh world model with the run's own world-model update (VAE and dynamics together,
 as in the main loop) on uniformly drawn windows of --replay, a finished run's experience, so
 every variant sees the same data without acting. Every --measure_every updates it scores
---held_out_windows fixed windows of --held_out_replay (another run's experience), the latents
+--held_out_windows fixed windows of --held_out_replay (another run's experience; or, with
+--held_out_last=K, of --replay's last K steps, which it then does not train on), the latents
 drawn from a fixed seed:
 - the 1-step reward MSE against the mean baseline (predicting the training replay's mean tanh
   reward): the gain is what imagined advantages are made of;
@@ -35,6 +36,9 @@ config_flags.define_flags()
 _GAME = flags.DEFINE_string("game", "Boxing", "Atari game the replays are from.")
 _REPLAY = flags.DEFINE_string("replay", None, "Replay file to train on (a run's replay-*.bin).")
 _HELD_OUT = flags.DEFINE_string("held_out_replay", None, "Replay file to measure on.")
+_HELD_OUT_LAST = flags.DEFINE_integer(
+    "held_out_last", None, "Instead of --held_out_replay: measure on --replay's last steps."
+)
 _HELD_OUT_WINDOWS = flags.DEFINE_integer("held_out_windows", 512, "Fixed windows measured on.")
 _UPDATES = flags.DEFINE_integer("updates", 1200, "World-model updates.")
 _MEASURE_EVERY = flags.DEFINE_integer("measure_every", 200, "Updates between measurements.")
@@ -42,6 +46,49 @@ _SEED = flags.DEFINE_integer("probe_seed", 0, "Seed of the windows and the model
 _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # A unit-variance Normal's NLL at zero error.
+
+
+def _buffer(header: dict, arrays: dict, lo: int, hi: int, seed: int) -> replay_lib.ReplayBuffer:
+    """Steps [lo, hi) of a replay file's arrays in a buffer of their own."""
+    buffer = replay_lib.ReplayBuffer(
+        capacity=hi - lo,
+        frame_size=header["frame_size"],
+        stack=header["stack"],
+        tau=float("inf"),
+        seed=seed,
+    )
+    is_first = arrays["is_first"][lo:hi].copy()
+    is_first[0] = True  # The part's first observation cannot stack frames from before it.
+    buffer.add_batch(
+        obs_or_frames=arrays["frames"][lo:hi],
+        **{k: arrays[k][lo:hi] for k in ("actions", "rewards", "terminated", "truncated")},
+        is_first=is_first,
+    )
+    return buffer
+
+
+def replays(path: str, held_out_path: str | None, held_out_last: int | None, seed: int):
+    """The buffers to train and measure on, and the mean tanh reward of the training steps.
+
+    Either another file is held out (`held_out_path`), or the last `held_out_last` steps of
+    `path`: then the model trains on the steps before them, the same policy's earlier games.
+    """
+    if (held_out_path is None) == (held_out_last is None):
+        raise ValueError("give exactly one of --held_out_replay and --held_out_last")
+    header, arrays = replay_file.read(path)
+    size = header["size"]
+    if held_out_path is not None:
+        train = replay_lib.ReplayBuffer.restore(path, seed=seed)
+        held_out = replay_lib.ReplayBuffer.restore(held_out_path, seed=10_000 + seed)
+        return train, held_out, float(np.mean(np.tanh(arrays["rewards"][:size])))
+    if not 0 < held_out_last < size:
+        raise ValueError(
+            f"--held_out_last must be in (0, {size}), the steps of {path}; got {held_out_last}"
+        )
+    cut = size - held_out_last
+    train = _buffer(header, arrays, 0, cut, seed)
+    held_out = _buffer(header, arrays, cut, size, 10_000 + seed)
+    return train, held_out, float(np.mean(np.tanh(arrays["rewards"][:cut])))
 
 
 def held_out_batches(buffer, config, windows: int) -> list[world_model_lib.Batch]:
@@ -75,14 +122,17 @@ def measure(wm: world_model_lib.WorldModel, batches, mean_reward: float) -> dict
 
 def main(argv):
     del argv
-    if not (_REPLAY.value and _HELD_OUT.value and _OUT.value):
-        raise app.UsageError("--replay, --held_out_replay and --out are required")
+    if not (_REPLAY.value and _OUT.value):
+        raise app.UsageError("--replay and --out are required")
     config = config_flags.from_flags(game=_GAME.value)
     tf.random.set_seed(_SEED.value)
-    train = replay_lib.ReplayBuffer.restore(_REPLAY.value, seed=_SEED.value)
-    held_out = replay_lib.ReplayBuffer.restore(_HELD_OUT.value, seed=10_000 + _SEED.value)
+    try:
+        train, held_out, mean_reward = replays(
+            _REPLAY.value, _HELD_OUT.value, _HELD_OUT_LAST.value, _SEED.value
+        )
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
     batches = held_out_batches(held_out, config, _HELD_OUT_WINDOWS.value)
-    mean_reward = float(np.mean(np.tanh(replay_file.read(_REPLAY.value)[1]["rewards"])))
     env = atari.from_config(config, training=True, seed=0)
     num_actions = env.num_actions
     env.close()
@@ -104,6 +154,7 @@ def main(argv):
         game=config.game,
         replay=_REPLAY.value,
         held_out_replay=_HELD_OUT.value,
+        held_out_last=_HELD_OUT_LAST.value,
         beta1=config.beta1,
         dyn_lr=config.dyn_lr,
         obs_lr=config.obs_lr,

@@ -69,6 +69,46 @@ class WorldModelUpdatesTest(absltest.TestCase):
         self.assertLess(log[-1]["decoder_nll"], log[0]["decoder_nll"])
         self.assertEqual(world_model_lib.replay_steps(config), batches[0].rewards.shape[1] - 1)
 
+    def test_held_out_last_splits_one_replay(self):
+        directory = self.create_tempdir().full_path
+        path, out = os.path.join(directory, "all.bin"), os.path.join(directory, "wm.json")
+        recording = testdata.load("Pong")
+        _save(recording, path)
+        train, held_out, mean_reward = world_model_updates.replays(path, None, 100, seed=0)
+        self.assertEqual((len(train), len(held_out)), (300, 100))
+        self.assertAlmostEqual(mean_reward, float(np.mean(np.tanh(recording.rewards[:300]))), 6)
+        np.testing.assert_array_equal(
+            held_out.observations(np.arange(100))[:, -1], recording.frames[300:]
+        )
+        np.testing.assert_array_equal(
+            train.observations(np.arange(300)), testdata.stacks(recording)[:300]
+        )
+        batch = held_out.sample_uniform(8, 4)
+        index = np.maximum(batch.indices, 0)
+        expected = np.where(batch.indices < 0, 0.0, recording.rewards[300:][index])
+        np.testing.assert_array_equal(batch.rewards, expected)
+        with self.assertRaisesRegex(ValueError, "exactly one"):
+            world_model_updates.replays(path, path, 100, seed=0)
+        with self.assertRaisesRegex(ValueError, "exactly one"):
+            world_model_updates.replays(path, None, None, seed=0)
+        with self.assertRaisesRegex(ValueError, r"--held_out_last must be in \(0, 400\)"):
+            world_model_updates.replays(path, None, 400, seed=0)
+        with flagsaver.flagsaver(
+            preset="debug",
+            game="Pong",
+            replay=path,
+            held_out_last=100,
+            held_out_windows=4,
+            updates=2,
+            measure_every=2,
+            out=out,
+        ):
+            world_model_updates.main([])
+        with open(out) as f:
+            result = json.load(f)
+        self.assertEqual(result["held_out_last"], 100)
+        self.assertEqual([entry["updates"] for entry in result["log"]], [0, 2])
+
     def test_reward_mse_is_the_heads_squared_error(self):
         config = config_lib.preset("debug", game="Pong")
         wm, _ = testing.untrained_models(config, num_actions=6)
