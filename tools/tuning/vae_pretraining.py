@@ -18,8 +18,8 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
+from tools.tuning import results
 from twm_tf import config as config_lib
 from twm_tf import config_flags
 from twm_tf import learner as learner_lib
@@ -91,11 +91,9 @@ def main(argv):
         pretrain_obs_batch=config.pretrain_obs_batch,
         obs_lr=config.obs_lr,
         moving_fraction=float(moving.mean()),
-        threads=tf.config.threading.get_intra_op_parallelism_threads(),
         log=log,
     )
-    with open(_OUT.value, "w") as f:
-        json.dump(result, f, indent=1)
+    results.write(_OUT.value, result)
 
 
 if __name__ == "__main__":

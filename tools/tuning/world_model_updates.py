@@ -25,6 +25,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from tools.tuning import results
 from twm_tf import config_flags
 from twm_tf import learner as learner_lib
 from twm_tf import world_model as world_model_lib
@@ -160,11 +161,9 @@ def main(argv):
         obs_lr=config.obs_lr,
         wm_batch=config.wm_batch,
         mean_reward=mean_reward,
-        threads=tf.config.threading.get_intra_op_parallelism_threads(),
         log=log,
     )
-    with open(_OUT.value, "w") as f:
-        json.dump(result, f, indent=1)
+    results.write(_OUT.value, result)
 
 
 if __name__ == "__main__":

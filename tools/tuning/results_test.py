@@ -1,0 +1,54 @@
+import json
+import os
+from unittest import mock
+
+from absl.testing import absltest
+import tensorflow as tf
+
+from tools.tuning import results
+
+
+class IntraOpThreadsTest(absltest.TestCase):
+    def test_the_environment_variable_counts_when_the_api_reports_zero(self):
+        with (
+            mock.patch.object(
+                tf.config.threading, "get_intra_op_parallelism_threads", return_value=0
+            ),
+            mock.patch.dict(os.environ, {"TF_NUM_INTRAOP_THREADS": "1"}),
+        ):
+            self.assertEqual(results.intra_op_threads(), 1)
+
+    def test_the_api_wins_when_it_set_the_threads(self):
+        with (
+            mock.patch.object(
+                tf.config.threading, "get_intra_op_parallelism_threads", return_value=3
+            ),
+            mock.patch.dict(os.environ, {"TF_NUM_INTRAOP_THREADS": "1"}),
+        ):
+            self.assertEqual(results.intra_op_threads(), 3)
+
+    def test_unset_means_one_thread_per_core(self):
+        env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+        with (
+            mock.patch.object(
+                tf.config.threading, "get_intra_op_parallelism_threads", return_value=0
+            ),
+            mock.patch.dict(os.environ, env, clear=True),
+            mock.patch.object(os, "cpu_count", return_value=6),
+        ):
+            self.assertEqual(results.intra_op_threads(), 6)
+
+
+class WriteTest(absltest.TestCase):
+    def test_writes_the_result_with_its_threads(self):
+        path = os.path.join(self.create_tempdir().full_path, "probe.json")
+        with mock.patch.object(results, "intra_op_threads", return_value=2):
+            results.write(path, {"game": "Boxing", "log": [{"updates": 0}]})
+        with open(path) as f:
+            self.assertEqual(
+                json.load(f), {"game": "Boxing", "log": [{"updates": 0}], "threads": 2}
+            )
+
+
+if __name__ == "__main__":
+    absltest.main()
