@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 from unittest import mock
@@ -8,34 +9,37 @@ import tensorflow as tf
 from tools.tuning import results
 
 
+@contextlib.contextmanager
+def _threads(api: int, env: str | None, cores: int = 6):
+    """TensorFlow's API reporting `api` threads, TF_NUM_INTRAOP_THREADS = `env`, `cores` cores."""
+    environ = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+    if env is not None:
+        environ["TF_NUM_INTRAOP_THREADS"] = env
+    with (
+        mock.patch.object(
+            tf.config.threading, "get_intra_op_parallelism_threads", return_value=api
+        ),
+        mock.patch.dict(os.environ, environ, clear=True),
+        mock.patch.object(os, "cpu_count", return_value=cores),
+    ):
+        yield
+
+
 class IntraOpThreadsTest(absltest.TestCase):
     def test_the_environment_variable_counts_when_the_api_reports_zero(self):
-        with (
-            mock.patch.object(
-                tf.config.threading, "get_intra_op_parallelism_threads", return_value=0
-            ),
-            mock.patch.dict(os.environ, {"TF_NUM_INTRAOP_THREADS": "1"}),
-        ):
+        with _threads(api=0, env="1"):
             self.assertEqual(results.intra_op_threads(), 1)
 
     def test_the_api_wins_when_it_set_the_threads(self):
-        with (
-            mock.patch.object(
-                tf.config.threading, "get_intra_op_parallelism_threads", return_value=3
-            ),
-            mock.patch.dict(os.environ, {"TF_NUM_INTRAOP_THREADS": "1"}),
-        ):
+        with _threads(api=3, env="1"):
             self.assertEqual(results.intra_op_threads(), 3)
 
     def test_unset_means_one_thread_per_core(self):
-        env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
-        with (
-            mock.patch.object(
-                tf.config.threading, "get_intra_op_parallelism_threads", return_value=0
-            ),
-            mock.patch.dict(os.environ, env, clear=True),
-            mock.patch.object(os, "cpu_count", return_value=6),
-        ):
+        with _threads(api=0, env=None):
+            self.assertEqual(results.intra_op_threads(), 6)
+
+    def test_a_zero_environment_variable_means_one_thread_per_core(self):
+        with _threads(api=0, env="0"):
             self.assertEqual(results.intra_op_threads(), 6)
 
 
