@@ -25,6 +25,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from tools.tuning import replay_parts
 from tools.tuning import results
 from twm_tf import config_flags
 from twm_tf import learner as learner_lib
@@ -49,25 +50,6 @@ _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # A unit-variance Normal's NLL at zero error.
 
 
-def _buffer(header: dict, arrays: dict, lo: int, hi: int, seed: int) -> replay_lib.ReplayBuffer:
-    """Steps [lo, hi) of a replay file's arrays in a buffer of their own."""
-    buffer = replay_lib.ReplayBuffer(
-        capacity=hi - lo,
-        frame_size=header["frame_size"],
-        stack=header["stack"],
-        tau=float("inf"),
-        seed=seed,
-    )
-    is_first = arrays["is_first"][lo:hi].copy()
-    is_first[0] = True  # The part's first observation cannot stack frames from before it.
-    buffer.add_batch(
-        obs_or_frames=arrays["frames"][lo:hi],
-        **{k: arrays[k][lo:hi] for k in ("actions", "rewards", "terminated", "truncated")},
-        is_first=is_first,
-    )
-    return buffer
-
-
 def replays(path: str, held_out_path: str | None, held_out_last: int | None, seed: int):
     """The buffers to train and measure on, and the mean tanh reward of the training steps.
 
@@ -84,11 +66,11 @@ def replays(path: str, held_out_path: str | None, held_out_last: int | None, see
         )
     cut = size if held_out_last is None else size - held_out_last
     # Both parts come from the arrays read once: the file is ~400 MB with a checksum to verify.
-    train = _buffer(header, arrays, 0, cut, seed)
+    train = replay_parts.part_buffer(header, arrays, 0, cut, seed)
     if held_out_path is not None:
         held_out = replay_lib.ReplayBuffer.restore(held_out_path, seed=10_000 + seed)
     else:
-        held_out = _buffer(header, arrays, cut, size, 10_000 + seed)
+        held_out = replay_parts.part_buffer(header, arrays, cut, size, 10_000 + seed)
     return train, held_out, float(np.mean(np.tanh(arrays["rewards"][:cut])))
 
 
