@@ -54,5 +54,16 @@ class WriteTest(absltest.TestCase):
             )
 
 
+class MeasuredUpdatesTest(absltest.TestCase):
+    def test_measures_at_the_start_every_k_and_after_the_last_update(self):
+        done = []
+        log = results.measured_updates(5, 2, lambda i: {"seen": list(done), "at": i}, done.append)
+        self.assertEqual(done, [0, 1, 2, 3, 4])
+        self.assertEqual([entry["updates"] for entry in log], [0, 2, 4, 5])
+        self.assertEqual([entry["seen"] for entry in log], [[], [0, 1], [0, 1, 2, 3], done])
+        self.assertEqual([entry["at"] for entry in log], [0, 2, 4, 5])
+        self.assertTrue(all(entry["seconds"] >= 0 for entry in log))
+
+
 if __name__ == "__main__":
     absltest.main()

@@ -15,9 +15,6 @@ probe cannot tell anything. Both variants train and score on the same steps (tho
 frame in the same episode).
 """
 
-import json
-import time
-
 from absl import app
 from absl import flags
 import keras
@@ -51,7 +48,7 @@ class Examples:
                 f"--held_out_last must be in (0, {size}), the steps of {path}; got {held_out_last}"
             )
         self.buffer = replay_parts.part_buffer(header, arrays, 0, size, seed)
-        self.frames = arrays["frames"]
+        self.frames, self.stack = arrays["frames"], header["stack"]
         self.actions = arrays["actions"].astype(np.int32)
         if self.actions.max() >= num_actions:
             raise ValueError(
@@ -105,9 +102,9 @@ def measure(model: keras.Model, examples: Examples, next_frame: bool) -> dict:
     return dict(reward_mse=mse, mean_baseline_mse=baseline, reward_gain=1.0 - mse / baseline)
 
 
-def train(examples: Examples, next_frame: bool, num_actions: int, seed: int):
-    """Trains the CNN for --updates; yields (updates, model) every --measure_every and last."""
-    channels = examples.buffer.observations(examples.train[:1]).shape[1] + int(next_frame)
+def train(examples: Examples, next_frame: bool, num_actions: int, seed: int) -> list[dict]:
+    """Trains the CNN for --updates, measuring it every --measure_every; returns the log."""
+    channels = examples.stack + int(next_frame)
     model = build_model(num_actions, channels, examples.frames.shape[-1], seed)
     optimizer = keras.optimizers.Adam(_LR.value)
 
@@ -119,11 +116,12 @@ def train(examples: Examples, next_frame: bool, num_actions: int, seed: int):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
 
     rng = np.random.default_rng(seed)
-    for update in range(_UPDATES.value + 1):
-        if update % _MEASURE_EVERY.value == 0 or update == _UPDATES.value:
-            yield update, model
-        if update < _UPDATES.value:
-            step(*examples.batch(rng.choice(examples.train, _BATCH.value), next_frame))
+    return results.measured_updates(
+        _UPDATES.value,
+        _MEASURE_EVERY.value,
+        lambda _: measure(model, examples, next_frame),
+        lambda _: step(*examples.batch(rng.choice(examples.train, _BATCH.value), next_frame)),
+    )
 
 
 def main(argv):
@@ -135,12 +133,7 @@ def main(argv):
         examples = Examples(_REPLAY.value, _HELD_OUT_LAST.value, _NUM_ACTIONS.value, _SEED.value)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
-    log, start = [], time.monotonic()
-    for updates, model in train(examples, _NEXT_FRAME.value, _NUM_ACTIONS.value, _SEED.value):
-        entry = dict(updates=updates, seconds=round(time.monotonic() - start, 1))
-        entry.update(measure(model, examples, _NEXT_FRAME.value))
-        log.append(entry)
-        print(json.dumps(entry), flush=True)
+    log = train(examples, _NEXT_FRAME.value, _NUM_ACTIONS.value, _SEED.value)
     result = dict(
         replay=_REPLAY.value,
         held_out_last=_HELD_OUT_LAST.value,

@@ -12,9 +12,6 @@ moving-object pixels: those whose value differs from the held-out frames' per-pi
 more than 25 of 255 (the objects the player sees and controls; the background is most pixels).
 """
 
-import json
-import time
-
 from absl import app
 from absl import flags
 import numpy as np
@@ -71,21 +68,15 @@ def main(argv):
     updates = _UPDATES.value
     if updates is None:
         updates = schedule_lib.schedule(config).pretrain_obs
-    log, start = [], time.monotonic()
-    for update in range(updates + 1):
-        if update % _MEASURE_EVERY.value == 0 or update == updates:
-            errors = reconstruction_errors(learner, held_out, moving)
-            log.append(
-                dict(
-                    updates=update,
-                    frames=update * config.pretrain_obs_batch,
-                    seconds=round(time.monotonic() - start, 1),
-                    **errors,
-                )
-            )
-            print(json.dumps(log[-1]), flush=True)
-        if update < updates:
-            learner.pretrain_vae(buffer)
+    log = results.measured_updates(
+        updates,
+        _MEASURE_EVERY.value,
+        lambda update: dict(
+            frames=update * config.pretrain_obs_batch,
+            **reconstruction_errors(learner, held_out, moving),
+        ),
+        lambda _: learner.pretrain_vae(buffer),
+    )
     result = dict(
         game=config.game,
         pretrain_obs_batch=config.pretrain_obs_batch,

@@ -16,9 +16,7 @@ drawn from a fixed seed:
 - the next-latent cross-entropy (nats, summed over the 32 variables) and the decoder NLL.
 """
 
-import json
 import math
-import time
 
 from absl import app
 from absl import flags
@@ -123,16 +121,17 @@ def main(argv):
     steps = world_model_lib.replay_steps(config)
     window = world_model_lib.batch_signature(config, config.wm_batch, steps + 1)
     step = tf.function(wm.train_step, input_signature=[window, tf.TensorSpec([2], tf.int64)])
-    log, start = [], time.monotonic()
-    for update in range(_UPDATES.value + 1):
-        if update % _MEASURE_EVERY.value == 0 or update == _UPDATES.value:
-            entry = dict(updates=update, seconds=round(time.monotonic() - start, 1))
-            entry.update(measure(wm, batches, mean_reward))
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
-        if update < _UPDATES.value:
-            batch = world_model_lib.Batch.from_replay(train.sample_uniform(config.wm_batch, steps))
-            step(batch, tf.constant([_SEED.value, update], tf.int64))
+
+    def update(i: int) -> None:
+        batch = world_model_lib.Batch.from_replay(train.sample_uniform(config.wm_batch, steps))
+        step(batch, tf.constant([_SEED.value, i], tf.int64))
+
+    log = results.measured_updates(
+        _UPDATES.value,
+        _MEASURE_EVERY.value,
+        lambda _: measure(wm, batches, mean_reward),
+        update,
+    )
     result = dict(
         game=config.game,
         replay=_REPLAY.value,
